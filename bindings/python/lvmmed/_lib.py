@@ -1,0 +1,269 @@
+"""Loading liblvmmed and declaring its C functions.
+
+This is the only module that touches the raw shared library. Every exported
+function is declared once, in ``_FUNCTIONS`` below (name -> restype,
+argtypes); adding a new C function to the bindings is one table line.
+
+Search order for the library (the first that loads wins):
+
+1. ``LVMMED_LIBRARY``: a path to the .so (or to a directory holding
+   ``liblvmmed.so.0``). If it is set and fails to load, nothing else is
+   tried, so a typo never silently picks up another copy.
+2. The build tree: walking up from this package to the repository root,
+   ``build/liblvmmed.so.0`` first, then the other ``build*/`` directories in
+   sorted order. Sanitizer builds are skipped: an ASan library cannot be
+   loaded into a Python that was not started with the ASan runtime
+   preloaded (point ``LVMMED_LIBRARY`` at one to use it anyway).
+3. The installed library by SONAME (``liblvmmed.so.0``), then whatever
+   ``ctypes.util.find_library('lvmmed')`` reports.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import os
+
+SONAME = "liblvmmed.so.0"
+ENV_VAR = "LVMMED_LIBRARY"
+
+# --- C types ------------------------------------------------------------------
+
+
+class lvmmed_ctx(ctypes.Structure):
+    """Opaque ``struct lvmmed_ctx``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+CtxPtr = ctypes.POINTER(lvmmed_ctx)
+
+#: ``void (*)(void *user, lvmmed_log_level level, const char *message)``
+LogFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
+#: ``void *(*)(void *user, size_t size, size_t alignment)``
+AllocFn = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t)
+#: ``void (*)(void *user, void *ptr, size_t size)``
+FreeFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+class lvmmed_allocator(ctypes.Structure):
+    """``struct lvmmed_allocator`` (copied by the library at context creation)."""
+
+    _fields_ = [("alloc", AllocFn), ("free", FreeFn), ("user", ctypes.c_void_p)]
+
+
+class _StatusType(ctypes.c_int):
+    """Marker restype: a fallible call returning ``lvmmed_status``.
+
+    Functions declared with it get an errcheck that raises
+    :class:`lvmmed.errors.LvmmedError` on a negative status. It is never
+    instantiated; the real restype is ``c_int``.
+    """
+
+
+STATUS = _StatusType
+c_int, c_uint, c_char_p = ctypes.c_int, ctypes.c_uint, ctypes.c_char_p
+c_int64_p = ctypes.POINTER(ctypes.c_int64)
+
+# --- the declaration table ------------------------------------------------------
+# name: (restype, [argtypes]). STATUS = returns lvmmed_status and raises on error.
+# Enum parameters are c_int (C enums are int-sized on every ABI we target).
+_FUNCTIONS = {
+    # version.h
+    "lvmmed_version_string": (c_char_p, []),
+    "lvmmed_version_number": (c_uint, []),
+    "lvmmed_abi_version": (c_uint, []),
+    "lvmmed_abi_check": (c_int, [c_uint]),  # a verdict, not an error: never raises
+    # status.h
+    "lvmmed_status_name": (c_char_p, [c_int]),
+    "lvmmed_status_describe": (c_char_p, [c_int]),
+    # ctx.h
+    "lvmmed_ctx_create": (STATUS, [ctypes.POINTER(CtxPtr)]),
+    "lvmmed_ctx_create_with_allocator": (STATUS, [ctypes.POINTER(CtxPtr), ctypes.POINTER(lvmmed_allocator)]),
+    "lvmmed_ctx_retain": (CtxPtr, [CtxPtr]),
+    "lvmmed_ctx_release": (None, [CtxPtr]),
+    "lvmmed_ctx_refcount": (c_uint, [CtxPtr]),
+    "lvmmed_ctx_set_option": (STATUS, [CtxPtr, c_int, ctypes.c_int64]),
+    "lvmmed_ctx_get_option": (STATUS, [CtxPtr, c_int, c_int64_p]),
+    "lvmmed_ctx_option_bounds": (STATUS, [c_int, c_int64_p, c_int64_p]),
+    "lvmmed_ctx_set_log_callback": (STATUS, [CtxPtr, LogFn, ctypes.c_void_p]),
+    "lvmmed_ctx_last_error": (c_char_p, [CtxPtr]),
+    "lvmmed_ctx_last_status": (c_int, [CtxPtr]),  # a query: never raises
+    "lvmmed_ctx_clear_error": (None, [CtxPtr]),
+    "lvmmed_backend_available": (c_int, [c_int]),
+    "lvmmed_backend_name": (c_char_p, [c_int]),
+}
+
+#: Names of every C function this module declares, in table order.
+DECLARED_FUNCTIONS = tuple(_FUNCTIONS)
+
+# --- locating the library ---------------------------------------------------------
+
+
+def _is_sanitizer_build(build_dir):
+    """True for a meson build directory configured with -Db_sanitize (or named so)."""
+    name = os.path.basename(build_dir).lower()
+    if "asan" in name or "sanitize" in name or "ubsan" in name:
+        return True
+    info = os.path.join(build_dir, "meson-info", "intro-buildoptions.json")
+    try:
+        with open(info, encoding="utf-8") as f:
+            options = json.load(f)
+    except (OSError, ValueError):
+        return False
+    for opt in options:
+        if opt.get("name") == "b_sanitize":
+            return opt.get("value") not in (None, "none", "")
+    return False
+
+
+def _repo_root(start):
+    """The nearest ancestor of start that looks like the liblvmmed source tree."""
+    d = os.path.abspath(start)
+    while True:
+        if os.path.isfile(os.path.join(d, "meson.build")) and os.path.isdir(
+            os.path.join(d, "include", "lvmmed")
+        ):
+            return d
+        parent = os.path.dirname(d)
+        if parent == d:
+            return None
+        d = parent
+
+
+def build_tree_candidates(start=None):
+    """Paths of ``build*/liblvmmed.so.0`` in the source tree above start, best first."""
+    root = _repo_root(start or os.path.dirname(os.path.abspath(__file__)))
+    if root is None:
+        return []
+    try:
+        dirs = sorted(
+            e for e in os.listdir(root)
+            if e.startswith("build") and os.path.isdir(os.path.join(root, e))
+        )
+    except OSError:
+        return []
+    # build/ first: it is the conventional default build directory.
+    dirs.sort(key=lambda e: e != "build")
+    out = []
+    for e in dirs:
+        bdir = os.path.join(root, e)
+        path = os.path.join(bdir, SONAME)
+        if os.path.exists(path) and not _is_sanitizer_build(bdir):
+            out.append(path)
+    return out
+
+
+def _load():
+    """Load the library; returns (CDLL, path or None). Raises ImportError listing every try."""
+    tried = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = os.path.join(env, SONAME) if os.path.isdir(env) else env
+        try:
+            return ctypes.CDLL(path), os.path.abspath(path)
+        except OSError as e:
+            hint = ""
+            if "asan" in str(e).lower() or "sanitizer" in str(e).lower():
+                hint = " (a sanitizer build needs LD_PRELOAD of the sanitizer runtime)"
+            raise ImportError(
+                f"liblvmmed: {ENV_VAR}={env!r} could not be loaded: {e}{hint}"
+            ) from e
+    tried.append(f"{ENV_VAR} (not set)")
+
+    for path in build_tree_candidates():
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as e:
+            tried.append(f"{path}: {e}")
+    if len(tried) == 1:
+        tried.append("build tree: no build*/" + SONAME + " (sanitizer builds skipped)")
+
+    try:
+        return ctypes.CDLL(SONAME), None
+    except OSError as e:
+        tried.append(f"{SONAME}: {e}")
+
+    found = ctypes.util.find_library("lvmmed")
+    if found:
+        try:
+            return ctypes.CDLL(found), None
+        except OSError as e:
+            tried.append(f"find_library('lvmmed') -> {found}: {e}")
+    else:
+        tried.append("ctypes.util.find_library('lvmmed'): nothing found")
+
+    raise ImportError(
+        "liblvmmed could not be loaded. Build it (meson setup build && meson compile -C build) "
+        f"or set {ENV_VAR} to the path of {SONAME}. Tried:\n  " + "\n  ".join(tried)
+    )
+
+
+def _mapped_path(cdll):
+    """Resolve the file a CDLL came from via /proc/self/maps (Linux); None if unknown."""
+    try:
+        addr = ctypes.cast(cdll.lvmmed_version_string, ctypes.c_void_p).value
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split(None, 5)
+                lo, hi = (int(x, 16) for x in fields[0].split("-"))
+                if lo <= addr < hi and len(fields) == 6:
+                    return fields[5].strip()
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
+# --- declaring ------------------------------------------------------------------------
+
+
+#: How a failed call finds the context whose last_error explains it, keyed by the
+#: type of the call's first argument: None means "it is the context"; a callable
+#: maps a handle to its context pointer (e.g. a future ``lvmmed_backbone_ctx``).
+CONTEXT_OF_FIRST_ARG = {CtxPtr: None}
+
+
+def _context_of(func, args):
+    """The context involved in a call (pointer or Context object), or None."""
+    if not args or not func.argtypes or func.argtypes[0] not in CONTEXT_OF_FIRST_ARG:
+        return None
+    getter = CONTEXT_OF_FIRST_ARG[func.argtypes[0]]
+    return args[0] if getter is None else getter(args[0])
+
+
+def _check_status(result, func, args):
+    """errcheck for STATUS functions: raise on a negative status, else return it."""
+    if result < 0:
+        from . import errors  # lazy: errors imports this module
+
+        raise errors.error_from_status(result, ctx=_context_of(func, args), function=func.__name__)
+    return result
+
+
+def _declare(cdll):
+    """Apply the table to cdll; returns the names the library lacks."""
+    missing = []
+    for name, (restype, argtypes) in _FUNCTIONS.items():
+        try:
+            fn = getattr(cdll, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.argtypes = argtypes
+        if restype is STATUS:
+            fn.restype = ctypes.c_int
+            fn.errcheck = _check_status
+        else:
+            fn.restype = restype
+    return tuple(missing)
+
+
+lib, _path = _load()
+#: Absolute path of the loaded library file (None only where it cannot be resolved).
+LIBRARY_PATH = _path or _mapped_path(lib)
+#: Declared names the loaded library does not export (an older library); calling them fails.
+MISSING_FUNCTIONS = _declare(lib)
+
+
+def text(ptr):
+    """Decode a ``const char *`` result (None stays None)."""
+    return None if ptr is None else ptr.decode("utf-8", errors="replace")

@@ -1,0 +1,14 @@
+/* liblvmmed — umbrella header: include this one.
+ *
+ * liblvmmed implements LVM-Med self-supervised pretraining of medical-image
+ * backbones by second-order graph matching (Nguyen et al., NeurIPS 2023).
+ */
+#ifndef LVMMED_H
+#define LVMMED_H
+
+#include <lvmmed/export.h>
+#include <lvmmed/version.h>
+#include <lvmmed/status.h>
+#include <lvmmed/ctx.h>
+
+#endif /* LVMMED_H */

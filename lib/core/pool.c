@@ -1,0 +1,159 @@
+/* Parallel-for over persistent worker threads.
+ *
+ * Chunk boundaries depend only on (n, min_chunk, threads); which thread
+ * runs a chunk does not matter, so threads pick chunks dynamically.
+ */
+#include <signal.h>
+#include <stdlib.h>
+
+#include "core/ctx_impl.h"
+
+struct lvmmed_pool {
+  pthread_mutex_t lock;
+  pthread_cond_t work_cv; /* workers wait for a new generation */
+  pthread_cond_t done_cv; /* the caller waits for pending == 0 */
+  unsigned nworkers;
+  unsigned threads;       /* ctx->threads the pool was built for */
+  pthread_t *workers;
+  unsigned long generation;
+  int shutdown;
+  /* current loop */
+  lvmmed_range_fn fn;
+  void *arg;
+  size_t n;
+  unsigned chunks;
+  unsigned next_chunk;
+  unsigned pending;
+};
+
+static _Thread_local int in_region;
+
+int lvmmed__in_parallel_region(void) { return in_region; }
+
+unsigned lvmmed__parallel_chunks(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
+  if (n == 0) return 0;
+  if (min_chunk == 0) min_chunk = 1;
+  size_t by_size = n / min_chunk + (n % min_chunk != 0);
+  unsigned threads = lvmmed__ctx_threads(ctx);
+  return by_size < threads ? (unsigned)by_size : threads;
+}
+
+static void run_chunk(lvmmed_range_fn fn, void *arg, size_t n, unsigned chunks, unsigned c) {
+  size_t begin = n / chunks * c + (n % chunks) * c / chunks;
+  size_t end = n / chunks * (c + 1) + (n % chunks) * (c + 1) / chunks;
+  fn(arg, begin, end, c);
+}
+
+/* Takes chunks of the current loop until none is left. Called with pool->lock held. */
+static void drain(lvmmed_pool *pool) {
+  while (pool->next_chunk < pool->chunks) {
+    unsigned c = pool->next_chunk++;
+    lvmmed_range_fn fn = pool->fn;
+    void *arg = pool->arg;
+    size_t n = pool->n;
+    unsigned chunks = pool->chunks;
+    pthread_mutex_unlock(&pool->lock);
+    in_region = 1;
+    run_chunk(fn, arg, n, chunks, c);
+    in_region = 0;
+    pthread_mutex_lock(&pool->lock);
+    if (--pool->pending == 0) pthread_cond_signal(&pool->done_cv);
+  }
+}
+
+static void *worker_main(void *p) {
+  lvmmed_pool *pool = p;
+  pthread_mutex_lock(&pool->lock);
+  unsigned long seen = pool->generation;
+  for (;;) {
+    while (!pool->shutdown && pool->generation == seen) pthread_cond_wait(&pool->work_cv, &pool->lock);
+    if (pool->shutdown) break;
+    seen = pool->generation;
+    drain(pool);
+  }
+  pthread_mutex_unlock(&pool->lock);
+  return NULL;
+}
+
+lvmmed_pool *lvmmed__pool_create(lvmmed_ctx *ctx) {
+  lvmmed_pool *pool = lvmmed__calloc(ctx, 1, sizeof *pool);
+  if (!pool) return NULL;
+  unsigned want = ctx->threads > 1 ? ctx->threads - 1 : 0;
+  pool->threads = ctx->threads;
+  pool->workers = want ? lvmmed__calloc(ctx, want, sizeof *pool->workers) : NULL;
+  if ((want && !pool->workers) || pthread_mutex_init(&pool->lock, NULL) != 0) {
+    lvmmed__free(ctx, pool->workers);
+    lvmmed__free(ctx, pool);
+    return NULL;
+  }
+  pthread_cond_init(&pool->work_cv, NULL);
+  pthread_cond_init(&pool->done_cv, NULL);
+  /* Workers block every signal so the host's handlers run on its own threads. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  for (unsigned i = 0; i < want; i++) {
+    if (pthread_create(&pool->workers[i], NULL, worker_main, pool) != 0) {
+      lvmmed__log(ctx, LVMMED_LOG_WARN, "thread pool: started %u of %u workers", i, want);
+      break;
+    }
+    pool->nworkers++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return pool;
+}
+
+void lvmmed__pool_destroy(lvmmed_ctx *ctx, lvmmed_pool *pool) {
+  if (!pool) return;
+  pthread_mutex_lock(&pool->lock);
+  pool->shutdown = 1;
+  pthread_cond_broadcast(&pool->work_cv);
+  pthread_mutex_unlock(&pool->lock);
+  for (unsigned i = 0; i < pool->nworkers; i++) pthread_join(pool->workers[i], NULL);
+  pthread_cond_destroy(&pool->work_cv);
+  pthread_cond_destroy(&pool->done_cv);
+  pthread_mutex_destroy(&pool->lock);
+  lvmmed__free(ctx, pool->workers);
+  lvmmed__free(ctx, pool);
+}
+
+static void run_inline(lvmmed_range_fn fn, void *arg, size_t n, unsigned chunks) {
+  int outer = in_region;
+  in_region = 1;
+  for (unsigned c = 0; c < chunks; c++) run_chunk(fn, arg, n, chunks, c);
+  in_region = outer;
+}
+
+void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn, void *arg) {
+  unsigned chunks = lvmmed__parallel_chunks(ctx, n, min_chunk);
+  if (chunks == 0) return;
+  /* Nested loops, single chunks and a pool busy with another caller run inline. */
+  if (chunks == 1 || in_region || pthread_mutex_trylock(&ctx->pool_lock) != 0) {
+    run_inline(fn, arg, n, chunks);
+    return;
+  }
+  if (ctx->pool && ctx->pool->threads != ctx->threads) {
+    lvmmed__pool_destroy(ctx, ctx->pool);
+    ctx->pool = NULL;
+  }
+  if (!ctx->pool) ctx->pool = lvmmed__pool_create(ctx);
+  lvmmed_pool *pool = ctx->pool;
+  if (!pool || pool->nworkers == 0) {
+    pthread_mutex_unlock(&ctx->pool_lock);
+    run_inline(fn, arg, n, chunks);
+    return;
+  }
+  pthread_mutex_lock(&pool->lock);
+  pool->fn = fn;
+  pool->arg = arg;
+  pool->n = n;
+  pool->chunks = chunks;
+  pool->next_chunk = 0;
+  pool->pending = chunks;
+  pool->generation++;
+  pthread_cond_broadcast(&pool->work_cv);
+  drain(pool);
+  while (pool->pending > 0) pthread_cond_wait(&pool->done_cv, &pool->lock);
+  pthread_mutex_unlock(&pool->lock);
+  pthread_mutex_unlock(&ctx->pool_lock);
+}

@@ -1,0 +1,22 @@
+/* The lvmmed command-line program: shared declarations of its subcommands.
+ * The program uses the public API only. */
+#ifndef LVMMED_CLI_H
+#define LVMMED_CLI_H
+
+#include <stdio.h>
+
+/* Exit codes: 0 success, 1 the operation failed, 2 bad usage. */
+enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
+
+typedef struct cli_command {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} cli_command;
+
+int cli_version(int argc, char **argv);
+
+/* 1 if argv[i] for some i >= 1 is -h or --help. */
+int cli_wants_help(int argc, char **argv);
+
+#endif /* LVMMED_CLI_H */

@@ -1,0 +1,44 @@
+/* lvmmed — command-line front end of liblvmmed. */
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+    {"version", "print library, header and ABI versions, and the available backends", cli_version},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out) {
+  fputs("usage: lvmmed <command> [options]\n"
+        "       lvmmed --help | --version\n\n"
+        "LVM-Med self-supervised pretraining of medical-image backbones by graph matching.\n\n"
+        "commands:\n",
+        out);
+  for (size_t i = 0; i < NCOMMANDS; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fputs("\nRun 'lvmmed <command> --help' for the options of a command.\n", out);
+}
+
+int cli_wants_help(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_USAGE;
+  }
+  const char *name = argv[1];
+  if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+    usage(stdout);
+    return CLI_OK;
+  }
+  if (!strcmp(name, "--version") || !strcmp(name, "-V")) name = "version";
+  for (size_t i = 0; i < NCOMMANDS; i++)
+    if (!strcmp(name, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "lvmmed: unknown command '%s'\n\n", name);
+  usage(stderr);
+  return CLI_USAGE;
+}
