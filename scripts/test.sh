@@ -25,7 +25,7 @@ setup() { # setup DIR [meson options...]
 run_python_tests() { # run_python_tests LIBRARY [env...]
   lib=$1; shift
   env "$@" LVMMED_LIBRARY="$lib" PYTHONPATH="$root/bindings/python" \
-    /usr/bin/python3 -m unittest discover -s "$root/bindings/python/tests" -t "$root/bindings/python" -v
+    /usr/bin/python3 -m unittest discover -s "$root/bindings/python/tests" -v
 }
 
 section "build (release checks, -Werror)"

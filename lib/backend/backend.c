@@ -5,12 +5,15 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#if LVMMED_HAVE_OPENBLAS
+#include "backend/cpu/blas_loader.h"
+#endif
 
 const lvmmed_backend_ops *lvmmed__backend_table(lvmmed_backend id) {
   switch (id) {
     case LVMMED_BACKEND_REFERENCE: return &lvmmed__backend_reference;
 #if LVMMED_HAVE_OPENBLAS
-    case LVMMED_BACKEND_OPENBLAS: return &lvmmed__backend_openblas;
+    case LVMMED_BACKEND_OPENBLAS: return lvmmed__blas() ? &lvmmed__backend_openblas : NULL;
 #endif
     default: return NULL; /* AUTO is resolved by the context; CUDA is not built */
   }

@@ -1,6 +1,7 @@
 /* The OpenBLAS backend.
  *
- * OpenBLAS is driven single-threaded (init sets openblas_set_num_threads(1))
+ * OpenBLAS (loaded at run time, see blas_loader.h) is driven single-threaded
+ * (init sets openblas_set_num_threads(1))
  * and every bit of parallelism comes from the context's pool, so the library
  * never runs more than `threads` busy threads and never nests two thread
  * pools. Chunks depend only on sizes and the thread count (core/pool.h),
@@ -16,11 +17,11 @@
  */
 #include "lvmmed_config.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
 #include "backend/backend.h"
+#include "backend/cpu/blas_loader.h"
 #include "core/core.h"
 #include "core/pool.h"
 
@@ -56,9 +57,11 @@ static int blas_supports(lvmmed_op op) {
 }
 
 static lvmmed_status blas_init(lvmmed_ctx *ctx) {
-  (void)ctx;
+  const lvmmed_blas_api *blas = lvmmed__blas();
+  if (!blas) return lvmmed__fail(ctx, LVMMED_ERR_BACKEND_UNAVAILABLE, "%s", lvmmed__blas_error());
   /* Process-wide: our pool supplies the threads (see the top of this file). */
-  openblas_set_num_threads(1);
+  blas->set_num_threads(1);
+  lvmmed__log(ctx, LVMMED_LOG_DEBUG, "OpenBLAS kernels: %s", blas->get_corename());
   return LVMMED_OK;
 }
 
@@ -79,7 +82,7 @@ static int blas_ld(size_t ld) { return ld ? (int)ld : 1; }
 
 static void sgemm_block(const gemm_job *j, size_t m, size_t n, const float *a, const float *b,
                         float *c) {
-  cblas_sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans,
+  lvmmed__blas()->sgemm(CblasRowMajor, j->trans_a ? CblasTrans : CblasNoTrans,
               j->trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)j->k, j->alpha, a,
               blas_ld(j->lda), b, blas_ld(j->ldb), j->beta, c, blas_ld(j->ldc));
 }
@@ -144,7 +147,7 @@ static void axpy_range(void *arg, size_t begin, size_t end, unsigned chunk) {
     return;
   }
   for (size_t lo = begin; lo < end; lo += VEC_PIECE)
-    cblas_saxpy((int)min_size(VEC_PIECE, end - lo), v->alpha, v->x + lo, 1, v->y + lo, 1);
+    lvmmed__blas()->saxpy((int)min_size(VEC_PIECE, end - lo), v->alpha, v->x + lo, 1, v->y + lo, 1);
 }
 
 static void blas_axpy(lvmmed_ctx *ctx, size_t n, float alpha, const float *x, float *y) {
@@ -161,7 +164,7 @@ static void scale_range(void *arg, size_t begin, size_t end, unsigned chunk) {
     return;
   }
   for (size_t lo = begin; lo < end; lo += VEC_PIECE)
-    cblas_sscal((int)min_size(VEC_PIECE, end - lo), v->alpha, v->y + lo, 1);
+    lvmmed__blas()->sscal((int)min_size(VEC_PIECE, end - lo), v->alpha, v->y + lo, 1);
 }
 
 static void blas_scale(lvmmed_ctx *ctx, size_t n, float alpha, float *x) {
@@ -238,7 +241,7 @@ typedef struct dot_job {
 static double dot_block(const dot_job *d, size_t blk) {
   size_t lo = blk * DOT_BLOCK;
   int len = (int)min_size(DOT_BLOCK, d->n - lo);
-  return cblas_sdot(len, d->x + lo, 1, d->y + lo, 1);
+  return lvmmed__blas()->sdot(len, d->x + lo, 1, d->y + lo, 1);
 }
 
 static void dot_range(void *arg, size_t begin, size_t end, unsigned chunk) {
