@@ -204,6 +204,39 @@ START_TEST(many_contexts_come_and_go) {
 }
 END_TEST
 
+
+/* The first loop after the pool starts must reach the workers even if they
+ * start late: chunk 0 waits (up to 5 s) for chunk 1 to begin on another thread. */
+typedef struct rendezvous {
+  atomic_int started[2];
+  int overlapped;
+} rendezvous;
+
+static void meet(void *arg, size_t begin, size_t end, unsigned chunk) {
+  (void)begin;
+  (void)end;
+  rendezvous *r = arg;
+  atomic_store(&r->started[chunk], 1);
+  if (chunk != 0) return;
+  for (int i = 0; i < 50000 && !atomic_load(&r->started[1]); i++) {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+  r->overlapped = atomic_load(&r->started[1]);
+}
+
+START_TEST(first_loop_reaches_late_workers) {
+  for (int rep = 0; rep < 5; rep++) {
+    lvmmed_ctx *ctx = ctx_with_threads(2);
+    rendezvous r;
+    memset(&r, 0, sizeof r);
+    lvmmed__parallel_for(ctx, 2, 1, meet, &r);
+    ck_assert_msg(r.overlapped, "chunk 1 did not run beside chunk 0 on the first loop");
+    lvmmed_ctx_release(ctx);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("pool");
   TCase *tc = tcase_create("parallel_for");
@@ -214,6 +247,7 @@ int main(void) {
   tcase_add_test(tc, results_are_bit_identical_for_a_thread_count);
   tcase_add_test(tc, two_callers_share_one_context_safely);
   tcase_add_test(tc, many_contexts_come_and_go);
+  tcase_add_test(tc, first_loop_reaches_late_workers);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

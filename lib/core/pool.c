@@ -64,7 +64,9 @@ static void drain(lvmmed_pool *pool) {
 static void *worker_main(void *p) {
   lvmmed_pool *pool = p;
   pthread_mutex_lock(&pool->lock);
-  unsigned long seen = pool->generation;
+  /* Generations count from 0 at creation: a worker that starts late still sees
+   * a loop posted before it ran (reading pool->generation here would skip it). */
+  unsigned long seen = 0;
   for (;;) {
     while (!pool->shutdown && pool->generation == seen) pthread_cond_wait(&pool->work_cv, &pool->lock);
     if (pool->shutdown) break;
