@@ -3,7 +3,9 @@
 # Idempotent and non-interactive; needs root (or sudo) only when something is missing.
 set -eu
 packages="gcc g++ make binutils meson ninja-build pkg-config libopenblas-dev libpng-dev \
-libtiff-dev check abigail-tools python3 python3-numpy"
+libtiff-dev check abigail-tools python3 python3-numpy python3-scipy \
+python3-torch python3-torchvision \
+libjpeg62-turbo-dev python3-pil python3-tifffile libtiff-tools clang-14 libclang-rt-14-dev"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

@@ -6,6 +6,7 @@
 #   3. the ABI check against scripts/abi/liblvmmed.so.0.abi
 #   4. install into a temporary prefix + out-of-tree example build via pkg-config
 #   5. everything of step 1 and 2 again under AddressSanitizer + UBSan
+#   6. each fuzz target (image decoders, safetensors, .npy, QAPLIB) for 20 s with libFuzzer
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -58,5 +59,8 @@ ubsan_rt=$(gcc -print-file-name=libubsan.so)
 # CPython itself leaks by design at exit: leak detection off for the interpreter.
 run_python_tests "$root/build-asan/liblvmmed.so.0" LD_PRELOAD="$asan_rt $ubsan_rt" \
   ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1
+
+section "fuzzing (libFuzzer + ASan/UBSan, 20 s per target)"
+sh scripts/fuzz.sh 20
 
 section "all tests passed"

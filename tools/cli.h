@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include <lvmmed/lvmmed.h>
+
 /* Exit codes: 0 success, 1 the operation failed, 2 bad usage. */
 enum { CLI_OK = 0, CLI_FAILED = 1, CLI_USAGE = 2 };
 
@@ -15,6 +17,10 @@ typedef struct cli_command {
 } cli_command;
 
 int cli_version(int argc, char **argv);
+int cli_image(int argc, char **argv);
+int cli_match(int argc, char **argv);
+int cli_lap(int argc, char **argv);
+
 
 /* 1 if argv[i] for some i >= 1 is -h or --help. */
 int cli_wants_help(int argc, char **argv);

@@ -5,6 +5,9 @@
 
 static const cli_command commands[] = {
     {"version", "print library, header and ABI versions, and the available backends", cli_version},
+    {"image", "inspect or decode a PNG/TIFF/JPEG file (info, decode to .npy)", cli_image},
+    {"match", "solve a QAPLIB graph-matching instance (quadratic assignment)", cli_match},
+    {"lap", "solve a dense linear assignment problem from a .npy cost matrix", cli_lap},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

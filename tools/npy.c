@@ -12,6 +12,9 @@
 #define MAGIC "\x93NUMPY"
 #define MAX_HEADER (1u << 20) /* NumPy itself caps headers far below this */
 
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
 static int fail(char *err, size_t errlen, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

@@ -10,5 +10,12 @@
 #include <lvmmed/version.h>
 #include <lvmmed/status.h>
 #include <lvmmed/ctx.h>
+#include <lvmmed/image.h>
+#include <lvmmed/augment.h>
+#include <lvmmed/dataset.h>
+#include <lvmmed/gm.h>
+#include <lvmmed/affinity.h>
+#include <lvmmed/imle.h>
+#include <lvmmed/optim.h>
 
 #endif /* LVMMED_H */

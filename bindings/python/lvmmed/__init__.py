@@ -9,6 +9,7 @@ otherwise.
 from . import errors
 from ._lib import LIBRARY_PATH, lib as _c, text as _text
 from .context import Context, backend_available, backend_name
+from .optim import Optimizer
 from .enums import Backend, CtxOption, LogLevel, Status
 from .errors import (
     AbiMismatchError,
@@ -64,8 +65,8 @@ _check_abi(ABI_VERSION)
 __version__ = version()
 
 __all__ = [
-    "ABI_VERSION", "LIBRARY_PATH", "__version__", "version", "version_number", "abi_version",
-    "Context", "backend_available", "backend_name",
+    "Optimizer",
+    "ABI_VERSION", "LIBRARY_PATH", "__version__", "version", "version_number", "abi_version", "Context", "backend_available", "backend_name",
     "Backend", "CtxOption", "LogLevel", "Status",
     "errors", "LvmmedError", "AbiMismatchError", "BackendUnavailableError", "FileFormatError",
     "InternalError", "InvalidArgumentError", "LimitError", "LvmmedIOError", "NotFoundError",

@@ -37,6 +37,78 @@ class lvmmed_ctx(ctypes.Structure):
 
 CtxPtr = ctypes.POINTER(lvmmed_ctx)
 
+
+class lvmmed_backbone(ctypes.Structure):
+    """Opaque ``struct lvmmed_backbone``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+BackbonePtr = ctypes.POINTER(lvmmed_backbone)
+
+
+class lvmmed_gm_solver(ctypes.Structure):
+    """Opaque ``struct lvmmed_gm_solver``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+GmSolverPtr = ctypes.POINTER(lvmmed_gm_solver)
+
+
+class lvmmed_optimizer(ctypes.Structure):
+    """Opaque ``struct lvmmed_optimizer``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+OptimizerPtr = ctypes.POINTER(lvmmed_optimizer)
+
+
+class lvmmed_image(ctypes.Structure):
+    """Opaque ``struct lvmmed_image``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+ImagePtr = ctypes.POINTER(lvmmed_image)
+
+
+class lvmmed_augmenter(ctypes.Structure):
+    """Opaque ``struct lvmmed_augmenter``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+AugmenterPtr = ctypes.POINTER(lvmmed_augmenter)
+
+
+class lvmmed_dataset(ctypes.Structure):
+    """Opaque ``struct lvmmed_dataset``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+DatasetPtr = ctypes.POINTER(lvmmed_dataset)
+
+
+class lvmmed_affinity(ctypes.Structure):
+    """Opaque ``struct lvmmed_affinity``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+AffinityPtr = ctypes.POINTER(lvmmed_affinity)
+
+
+class lvmmed_imle(ctypes.Structure):
+    """Opaque ``struct lvmmed_imle``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+ImlePtr = ctypes.POINTER(lvmmed_imle)
+
 #: ``void (*)(void *user, lvmmed_log_level level, const char *message)``
 LogFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p)
 #: ``void *(*)(void *user, size_t size, size_t alignment)``
@@ -63,6 +135,8 @@ class _StatusType(ctypes.c_int):
 STATUS = _StatusType
 c_int, c_uint, c_char_p = ctypes.c_int, ctypes.c_uint, ctypes.c_char_p
 c_int64_p = ctypes.POINTER(ctypes.c_int64)
+c_size_t, c_void_p = ctypes.c_size_t, ctypes.c_void_p
+c_int_p, c_size_t_p = ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_size_t)
 
 # --- the declaration table ------------------------------------------------------
 # name: (restype, [argtypes]). STATUS = returns lvmmed_status and raises on error.
@@ -91,6 +165,109 @@ _FUNCTIONS = {
     "lvmmed_ctx_clear_error": (None, [CtxPtr]),
     "lvmmed_backend_available": (c_int, [c_int]),
     "lvmmed_backend_name": (c_char_p, [c_int]),
+    # backbone.h (float arrays as void pointers)
+    # image.h, augment.h, dataset.h (handles and float arrays as void pointers)
+    "lvmmed_image_create": (STATUS, [CtxPtr, ctypes.POINTER(ImagePtr)]),
+    "lvmmed_image_free": (None, [ImagePtr]),
+    "lvmmed_image_ctx": (CtxPtr, [ImagePtr]),
+    "lvmmed_image_set_option": (STATUS, [ImagePtr, c_int, ctypes.c_int64]),
+    "lvmmed_image_get_option": (STATUS, [ImagePtr, c_int, c_int64_p]),
+    "lvmmed_image_option_bounds": (STATUS, [c_int, c_int64_p, c_int64_p]),
+    "lvmmed_image_read_file": (STATUS, [ImagePtr, c_char_p]),
+    "lvmmed_image_read_memory": (STATUS, [ImagePtr, c_void_p, c_size_t, c_char_p]),
+    "lvmmed_image_set_pixels": (STATUS, [ImagePtr, c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]),
+    "lvmmed_image_get": (STATUS, [ImagePtr, c_int, c_int64_p]),
+    "lvmmed_image_data": (c_void_p, [ImagePtr]),
+    "lvmmed_image_range": (STATUS, [ImagePtr, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_image_nominal_range": (STATUS, [ImagePtr, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_image_apply_intensity": (STATUS, [ImagePtr, c_int, ctypes.c_double, ctypes.c_double]),
+    "lvmmed_image_convert_channels": (STATUS, [ImagePtr, ctypes.c_int64]),
+    "lvmmed_image_detect_format": (c_int, [c_void_p, c_size_t]),
+    "lvmmed_image_format_available": (c_int, [c_int]),
+    "lvmmed_image_format_name": (c_char_p, [c_int]),
+    "lvmmed_sample_format_name": (c_char_p, [c_int]),
+    "lvmmed_augmenter_create": (STATUS, [CtxPtr, ctypes.POINTER(AugmenterPtr)]),
+    "lvmmed_augmenter_free": (None, [AugmenterPtr]),
+    "lvmmed_augmenter_ctx": (CtxPtr, [AugmenterPtr]),
+    "lvmmed_augmenter_set_option": (STATUS, [AugmenterPtr, c_int, ctypes.c_double]),
+    "lvmmed_augmenter_get_option": (STATUS, [AugmenterPtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_augmenter_option_bounds": (STATUS, [c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_augmenter_set_seed": (STATUS, [AugmenterPtr, ctypes.c_uint64]),
+    "lvmmed_augmenter_get_seed": (STATUS, [AugmenterPtr, ctypes.POINTER(ctypes.c_uint64)]),
+    "lvmmed_augmenter_view_size": (STATUS, [AugmenterPtr, c_size_t_p, c_size_t_p]),
+    "lvmmed_augmenter_views": (STATUS, [AugmenterPtr, ImagePtr, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, c_void_p, c_void_p, c_void_p]),
+    "lvmmed_dataset_create": (STATUS, [CtxPtr, AugmenterPtr, ctypes.POINTER(DatasetPtr)]),
+    "lvmmed_dataset_free": (None, [DatasetPtr]),
+    "lvmmed_dataset_ctx": (CtxPtr, [DatasetPtr]),
+    "lvmmed_dataset_set_option": (STATUS, [DatasetPtr, c_int, ctypes.c_int64]),
+    "lvmmed_dataset_get_option": (STATUS, [DatasetPtr, c_int, c_int64_p]),
+    "lvmmed_dataset_option_bounds": (STATUS, [c_int, c_int64_p, c_int64_p]),
+    "lvmmed_dataset_add_folder": (STATUS, [DatasetPtr, c_char_p]),
+    "lvmmed_dataset_add_list": (STATUS, [DatasetPtr, c_char_p]),
+    "lvmmed_dataset_add_file": (STATUS, [DatasetPtr, c_char_p]),
+    "lvmmed_dataset_item_path": (c_char_p, [DatasetPtr, c_size_t]),
+    "lvmmed_dataset_stat": (STATUS, [DatasetPtr, c_int, c_int64_p]),
+    "lvmmed_dataset_start_epoch": (STATUS, [DatasetPtr, ctypes.c_uint32]),
+    "lvmmed_dataset_next_batch": (STATUS, [DatasetPtr, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t_p]),
+    # gm.h (arrays as void pointers: float32 unary/affinities, int32 edges and permutations, float64 KB)
+    "lvmmed_gm_solver_create": (STATUS, [CtxPtr, ctypes.POINTER(GmSolverPtr)]),
+    "lvmmed_gm_solver_free": (None, [GmSolverPtr]),
+    "lvmmed_gm_solver_ctx": (CtxPtr, [GmSolverPtr]),
+    "lvmmed_gm_solver_set_option": (STATUS, [GmSolverPtr, c_int, ctypes.c_int64]),
+    "lvmmed_gm_solver_get_option": (STATUS, [GmSolverPtr, c_int, c_int64_p]),
+    "lvmmed_gm_option_bounds": (STATUS, [c_int, c_int64_p, c_int64_p]),
+    "lvmmed_gm_method_name": (c_char_p, [c_int]),
+    "lvmmed_gm_set_problem": (STATUS, [GmSolverPtr, c_size_t, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_void_p]),
+    "lvmmed_gm_set_koopmans_beckmann": (STATUS, [GmSolverPtr, c_size_t, c_void_p, c_void_p]),
+    "lvmmed_gm_load_qaplib": (STATUS, [GmSolverPtr, c_char_p]),
+    "lvmmed_gm_problem_size": (c_size_t, [GmSolverPtr]),
+    "lvmmed_gm_solve": (STATUS, [GmSolverPtr, c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_gm_objective": (STATUS, [GmSolverPtr, c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_lap_solve": (STATUS, [CtxPtr, c_size_t, c_size_t, c_void_p, c_int, c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    # affinity.h (arrays as void pointers: float32 features/maps/affinities, int32 edges)
+    "lvmmed_affinity_create": (STATUS, [CtxPtr, ctypes.POINTER(AffinityPtr)]),
+    "lvmmed_affinity_free": (None, [AffinityPtr]),
+    "lvmmed_affinity_ctx": (CtxPtr, [AffinityPtr]),
+    "lvmmed_affinity_set_option": (STATUS, [AffinityPtr, c_int, ctypes.c_double]),
+    "lvmmed_affinity_get_option": (STATUS, [AffinityPtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_affinity_option_bounds": (STATUS, [c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_affinity_shape": (STATUS, [AffinityPtr, c_size_t, c_size_t_p, c_size_t_p, c_size_t_p, c_size_t_p]),
+    "lvmmed_affinity_forward": (STATUS, [AffinityPtr, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_size_t, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p]),
+    "lvmmed_affinity_backward": (STATUS, [AffinityPtr, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p]),
+    "lvmmed_affinity_param_count": (c_size_t, [AffinityPtr]),
+    "lvmmed_affinity_param_info": (STATUS, [AffinityPtr, c_size_t, ctypes.POINTER(c_char_p), c_size_t_p, c_size_t_p]),
+    "lvmmed_affinity_param_data": (STATUS, [AffinityPtr, c_size_t, ctypes.POINTER(c_void_p), ctypes.POINTER(c_void_p)]),
+    "lvmmed_affinity_param_read": (STATUS, [AffinityPtr, c_char_p, c_void_p, c_size_t]),
+    "lvmmed_affinity_param_write": (STATUS, [AffinityPtr, c_char_p, c_void_p, c_size_t]),
+    "lvmmed_affinity_zero_grad": (STATUS, [AffinityPtr]),
+    "lvmmed_affinity_reset_params": (STATUS, [AffinityPtr]),
+    "lvmmed_knn_graph": (STATUS, [CtxPtr, c_size_t, c_size_t, c_void_p, c_size_t, c_void_p]),
+    "lvmmed_gcn_adjacency": (STATUS, [CtxPtr, c_size_t, c_size_t, c_void_p, c_int, c_void_p]),
+    # imle.h (solvers as an array of GmSolverPtr; arrays as void pointers)
+    "lvmmed_imle_create": (STATUS, [CtxPtr, ctypes.POINTER(ImlePtr)]),
+    "lvmmed_imle_free": (None, [ImlePtr]),
+    "lvmmed_imle_ctx": (CtxPtr, [ImlePtr]),
+    "lvmmed_imle_set_option": (STATUS, [ImlePtr, c_int, ctypes.c_double]),
+    "lvmmed_imle_get_option": (STATUS, [ImlePtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_imle_option_bounds": (STATUS, [c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_imle_forward": (STATUS, [ImlePtr, ctypes.POINTER(GmSolverPtr), c_size_t, c_size_t, c_size_t, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, c_void_p, c_void_p]),
+    "lvmmed_imle_hamming_loss": (STATUS, [ImlePtr, ctypes.POINTER(ctypes.c_double), c_void_p]),
+    "lvmmed_imle_backward": (STATUS, [ImlePtr, ctypes.POINTER(GmSolverPtr), c_size_t, c_void_p, c_void_p, c_void_p]),
+    # optim.h
+    "lvmmed_optimizer_create": (STATUS, [CtxPtr, c_int, ctypes.POINTER(OptimizerPtr)]),
+    "lvmmed_optimizer_free": (None, [OptimizerPtr]),
+    "lvmmed_optimizer_ctx": (CtxPtr, [OptimizerPtr]),
+    "lvmmed_optimizer_set_option": (STATUS, [OptimizerPtr, c_int, ctypes.c_double]),
+    "lvmmed_optimizer_get_option": (STATUS, [OptimizerPtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_optim_option_bounds": (STATUS, [c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_optimizer_add_param": (STATUS, [OptimizerPtr, c_char_p, c_void_p, c_void_p, c_size_t, c_uint]),
+    "lvmmed_optimizer_step": (STATUS, [OptimizerPtr]),
+    "lvmmed_optimizer_lr": (STATUS, [OptimizerPtr, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_optimizer_lr_at": (STATUS, [OptimizerPtr, ctypes.c_uint64, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_optimizer_steps": (ctypes.c_uint64, [OptimizerPtr]),
+    "lvmmed_optimizer_set_steps": (STATUS, [OptimizerPtr, ctypes.c_uint64]),
+    "lvmmed_optimizer_state_count": (c_size_t, [OptimizerPtr]),
+    "lvmmed_optimizer_state": (STATUS, [OptimizerPtr, c_size_t, ctypes.POINTER(c_char_p), ctypes.POINTER(c_void_p), c_size_t_p]),
 }
 
 #: Names of every C function this module declares, in table order.
@@ -219,7 +396,11 @@ def _mapped_path(cdll):
 #: How a failed call finds the context whose last_error explains it, keyed by the
 #: type of the call's first argument: None means "it is the context"; a callable
 #: maps a handle to its context pointer (e.g. a future ``lvmmed_backbone_ctx``).
-CONTEXT_OF_FIRST_ARG = {CtxPtr: None}
+CONTEXT_OF_FIRST_ARG = {CtxPtr: None, BackbonePtr: lambda bb: lib.lvmmed_backbone_ctx(bb),
+                        GmSolverPtr: lambda gs: lib.lvmmed_gm_solver_ctx(gs),
+                        OptimizerPtr: lambda op: lib.lvmmed_optimizer_ctx(op),
+                        AffinityPtr: lambda af: lib.lvmmed_affinity_ctx(af),
+                        ImlePtr: lambda im: lib.lvmmed_imle_ctx(im)}
 
 
 def _context_of(func, args):
