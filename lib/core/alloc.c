@@ -29,6 +29,15 @@ void *lvmmed__calloc(lvmmed_ctx *ctx, size_t count, size_t size) {
   return p;
 }
 
+void *lvmmed__grow(lvmmed_ctx *ctx, void *p, size_t *cap, size_t bytes) {
+  if (p && *cap >= bytes) return p;
+  lvmmed__free(ctx, p);
+  *cap = 0;
+  p = lvmmed__alloc(ctx, bytes ? bytes : 1);
+  if (p) *cap = bytes;
+  return p;
+}
+
 void lvmmed__free(lvmmed_ctx *ctx, void *ptr) {
   if (!ptr) return;
   unsigned char *base = (unsigned char *)ptr - HEADER;

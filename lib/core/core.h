@@ -29,6 +29,11 @@ void *lvmmed__alloc(lvmmed_ctx *ctx, size_t size);
 /** Like lvmmed__alloc for count*size zeroed bytes; NULL on overflow or failure. */
 void *lvmmed__calloc(lvmmed_ctx *ctx, size_t count, size_t size);
 
+/** Workspace reuse: returns p when its capacity *cap already holds bytes, else frees
+ *  it and allocates a new block (contents not kept), updating *cap. NULL on failure
+ *  (then *cap is 0 and the old block is gone). */
+void *lvmmed__grow(lvmmed_ctx *ctx, void *p, size_t *cap, size_t bytes);
+
 /** Frees a block from lvmmed__alloc/lvmmed__calloc. NULL is a no-op. */
 void lvmmed__free(lvmmed_ctx *ctx, void *ptr);
 

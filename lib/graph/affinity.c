@@ -83,15 +83,6 @@ static lvmmed_status set_architecture(lvmmed_affinity *aff, size_t feat, size_t 
   return LVMMED_OK;
 }
 
-static void *grow(lvmmed_ctx *ctx, void *p, size_t *cap, size_t bytes) {
-  if (p && *cap >= bytes) return p;
-  lvmmed__free(ctx, p);
-  *cap = 0;
-  p = lvmmed__alloc(ctx, bytes ? bytes : 1);
-  if (p) *cap = bytes;
-  return p;
-}
-
 static void free_state(lvmmed_affinity *aff) {
   lvmmed_ctx *ctx = aff->ctx;
   for (int v = 0; v < 2; v++) {
@@ -416,7 +407,7 @@ static lvmmed_status ensure_lanes(lvmmed_affinity *aff, const batch_job *j, cons
     aff->n_lanes = lanes;
   }
   for (unsigned i = 0; i < lanes; i++) {
-    aff->lanes[i].block = grow(aff->ctx, aff->lanes[i].block, &aff->lanes[i].bytes, need);
+    aff->lanes[i].block = lvmmed__grow(aff->ctx, aff->lanes[i].block, &aff->lanes[i].bytes, need);
     if (!aff->lanes[i].block)
       return lvmmed__fail(aff->ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: %zu bytes of scratch per lane", fn, need);
   }
@@ -499,19 +490,19 @@ lvmmed_status lvmmed_affinity_forward(lvmmed_affinity *aff, size_t n_images, con
   aff->out_dim = out_dim_of(aff);
   int ok = 1;
   for (int v = 0; v < 2; v++) {
-    ok &= (aff->zc[v] = grow(ctx, aff->zc[v], &aff->cap_zc[v], z_count * sizeof(float))) != NULL;
-    ok &= (aff->act[v] = grow(ctx, aff->act[v], &aff->cap_act[v], act_count * sizeof(float))) != NULL;
-    ok &= (aff->adj[v] = grow(ctx, aff->adj[v], &aff->cap_adj[v], adj_count * sizeof(float))) != NULL;
-    ok &= (aff->edges[v] = grow(ctx, aff->edges[v], &aff->cap_edges[v], n_graphs * e * 2 * sizeof(int32_t))) != NULL;
-    ok &= (aff->tmp[v] = grow(ctx, aff->tmp[v], &aff->cap_tmp[v], tmp_count * sizeof(float))) != NULL;
-    ok &= (aff->tmp2[v] = grow(ctx, aff->tmp2[v], &aff->cap_tmp2[v], tmp_count * sizeof(float))) != NULL;
+    ok &= (aff->zc[v] = lvmmed__grow(ctx, aff->zc[v], &aff->cap_zc[v], z_count * sizeof(float))) != NULL;
+    ok &= (aff->act[v] = lvmmed__grow(ctx, aff->act[v], &aff->cap_act[v], act_count * sizeof(float))) != NULL;
+    ok &= (aff->adj[v] = lvmmed__grow(ctx, aff->adj[v], &aff->cap_adj[v], adj_count * sizeof(float))) != NULL;
+    ok &= (aff->edges[v] = lvmmed__grow(ctx, aff->edges[v], &aff->cap_edges[v], n_graphs * e * 2 * sizeof(int32_t))) != NULL;
+    ok &= (aff->tmp[v] = lvmmed__grow(ctx, aff->tmp[v], &aff->cap_tmp[v], tmp_count * sizeof(float))) != NULL;
+    ok &= (aff->tmp2[v] = lvmmed__grow(ctx, aff->tmp2[v], &aff->cap_tmp2[v], tmp_count * sizeof(float))) != NULL;
     if (local)
-      ok &= (aff->pos_norm[v] = grow(ctx, aff->pos_norm[v], &aff->cap_pos_norm[v],
+      ok &= (aff->pos_norm[v] = lvmmed__grow(ctx, aff->pos_norm[v], &aff->cap_pos_norm[v],
                                      used * positions * sizeof(float))) != NULL;
   }
   if (local)
-    ok &= (aff->matches = grow(ctx, aff->matches, &aff->cap_matches, match_count * sizeof(aff_match))) != NULL;
-  ok &= (aff->bad = grow(ctx, aff->bad, &aff->cap_bad, n_graphs * sizeof(int))) != NULL;
+    ok &= (aff->matches = lvmmed__grow(ctx, aff->matches, &aff->cap_matches, match_count * sizeof(aff_match))) != NULL;
+  ok &= (aff->bad = lvmmed__grow(ctx, aff->bad, &aff->cap_bad, n_graphs * sizeof(int))) != NULL;
   if (!ok) return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: saved state of %zu images", fn, n_images);
   lvmmed_status st = ensure_lanes(aff, &job, fn);
   if (st != LVMMED_OK) return st;

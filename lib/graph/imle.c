@@ -164,15 +164,6 @@ void lvmmed__imle_set_map_hook(lvmmed_imle *im, lvmmed__imle_map_fn fn, void *us
 
 /* ---- helpers ---- */
 
-static void *grow(lvmmed_ctx *ctx, void *p, size_t *cap, size_t bytes) {
-  if (p && *cap >= bytes) return p;
-  lvmmed__free(ctx, p);
-  *cap = 0;
-  p = lvmmed__alloc(ctx, bytes ? bytes : 1);
-  if (p) *cap = bytes;
-  return p;
-}
-
 static int is_permutation(size_t n, const int32_t *perm, unsigned char *seen) {
   memset(seen, 0, n);
   for (size_t i = 0; i < n; i++) {
@@ -231,7 +222,7 @@ static lvmmed_status ensure_lanes(lvmmed_imle *im, unsigned lanes, size_t bytes,
     im->n_lanes = lanes;
   }
   for (unsigned i = 0; i < lanes; i++) {
-    im->lane[i] = grow(im->ctx, im->lane[i], &im->lane_cap[i], bytes);
+    im->lane[i] = lvmmed__grow(im->ctx, im->lane[i], &im->lane_cap[i], bytes);
     if (!im->lane[i]) return lvmmed__fail(im->ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: %zu bytes of scratch", fn, bytes);
   }
   return LVMMED_OK;
@@ -370,13 +361,13 @@ lvmmed_status lvmmed_imle_forward(lvmmed_imle *im, lvmmed_gm_solver *const *solv
   int per_sample = im->noise != LVMMED_IMLE_NOISE_NONE && im->noise_edges;
   if (!per_sample) te_count = n_graphs * ne;
   int ok = 1;
-  ok &= (im->theta_v = grow(ctx, im->theta_v, &im->cap_tv, tv_count * sizeof(float))) != NULL;
-  ok &= (im->theta_e = grow(ctx, im->theta_e, &im->cap_te, te_count * sizeof(float))) != NULL;
-  ok &= (im->es = grow(ctx, im->es, &im->cap_es, n_graphs * n_src_edges * 2 * sizeof(int32_t))) != NULL;
-  ok &= (im->et = grow(ctx, im->et, &im->cap_et, n_graphs * n_tgt_edges * 2 * sizeof(int32_t))) != NULL;
-  ok &= (im->perm = grow(ctx, im->perm, &im->cap_perm, n_graphs * s_n * n * sizeof(int32_t))) != NULL;
-  ok &= (im->status = grow(ctx, im->status, &im->cap_status, n_graphs * sizeof(lvmmed_status))) != NULL;
-  ok &= (im->fail_sample = grow(ctx, im->fail_sample, &im->cap_fail, n_graphs * sizeof(size_t))) != NULL;
+  ok &= (im->theta_v = lvmmed__grow(ctx, im->theta_v, &im->cap_tv, tv_count * sizeof(float))) != NULL;
+  ok &= (im->theta_e = lvmmed__grow(ctx, im->theta_e, &im->cap_te, te_count * sizeof(float))) != NULL;
+  ok &= (im->es = lvmmed__grow(ctx, im->es, &im->cap_es, n_graphs * n_src_edges * 2 * sizeof(int32_t))) != NULL;
+  ok &= (im->et = lvmmed__grow(ctx, im->et, &im->cap_et, n_graphs * n_tgt_edges * 2 * sizeof(int32_t))) != NULL;
+  ok &= (im->perm = lvmmed__grow(ctx, im->perm, &im->cap_perm, n_graphs * s_n * n * sizeof(int32_t))) != NULL;
+  ok &= (im->status = lvmmed__grow(ctx, im->status, &im->cap_status, n_graphs * sizeof(lvmmed_status))) != NULL;
+  ok &= (im->fail_sample = lvmmed__grow(ctx, im->fail_sample, &im->cap_fail, n_graphs * sizeof(size_t))) != NULL;
   if (!ok) return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: saved state of %zu graphs", fn, n_graphs);
   unsigned lanes = lvmmed__parallel_chunks(ctx, n_graphs, min_chunk(n_graphs, n_solvers));
   if ((st = ensure_lanes(im, lanes, lane_bytes(n, n_tgt_edges), fn)) != LVMMED_OK) return st;
