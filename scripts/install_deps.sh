@@ -4,7 +4,7 @@
 set -eu
 packages="gcc g++ make binutils meson ninja-build pkg-config libopenblas-dev libpng-dev \
 libtiff-dev check abigail-tools python3 python3-numpy python3-scipy \
-python3-torch python3-torchvision \
+libjansson-dev python3-torch python3-torchvision \
 libjpeg62-turbo-dev python3-pil python3-tifffile libtiff-tools clang-14 libclang-rt-14-dev"
 missing=""
 for p in $packages; do

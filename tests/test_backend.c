@@ -599,7 +599,8 @@ START_TEST(test_im2col_parity) {
     free(want);
     free(image);
   }
-  ck_assert_uint_eq(tried, 37); /* 4 of the 36 grid cases (kernel 7, dilation 2, pad < 3) do not fit */
+  /* 4 of the 36 grid cases (kernel 7, dilation 2, pad < 3) do not fit */
+  ck_assert_uint_eq(tried, 37);
   report(LVMMED_OP_IM2COL);
 }
 END_TEST
@@ -670,8 +671,8 @@ START_TEST(test_col2im_adjoint) {
         for (size_t j = 0; j < nimg; j++) rhs += (double)x[j] * ty[j];
         char what[160];
         geom_name(g, what, sizeof what, "adjoint");
-        ck_assert_msg(fabs(lhs - rhs) <= TOL * (1.0 + scale), "%s %s: <im2col x,y>=%.9g <x,col2im y>=%.9g",
-                      ops->name, what, lhs, rhs);
+        ck_assert_msg(fabs(lhs - rhs) <= TOL * (1.0 + scale),
+                      "%s %s: <im2col x,y>=%.9g <x,col2im y>=%.9g", ops->name, what, lhs, rhs);
         free(ty);
         free(cx);
       }
@@ -704,8 +705,10 @@ START_TEST(test_pairwise_parity) {
       for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
           double sc = 0.0;
-          for (size_t p = 0; p < d; p++)
-            sc += (double)a[i * lda + p] * a[i * lda + p] + (double)bm[j * ldb + p] * bm[j * ldb + p];
+          for (size_t p = 0; p < d; p++) {
+            double av = a[i * lda + p], bv = bm[j * ldb + p];
+            sc += av * av + bv * bv;
+          }
           scale[i * n + j] = sc;
         }
       char what[96];
@@ -738,7 +741,15 @@ END_TEST
 #define LVMMED_TEST_SLOTS(X)                                                                 \
   X(GEMM, gemm) X(AXPY, axpy) X(SCALE, scale) X(IM2COL, im2col) X(COL2IM, col2im) X(ADD, add) \
   X(MUL, mul) X(RELU, relu) X(RELU_BACKWARD, relu_backward) X(SUM, sum) X(DOT, dot)          \
-  X(SUMSQ, sumsq) X(ROW_SUM, row_sum) X(PAIRWISE_SQDIST, pairwise_sqdist)
+  X(SUMSQ, sumsq) X(ROW_SUM, row_sum) X(PAIRWISE_SQDIST, pairwise_sqdist)                   \
+  X(CONV2D_FORWARD, conv2d_forward) X(CONV2D_BACKWARD_DATA, conv2d_backward_data)            \
+  X(CONV2D_BACKWARD_WEIGHT, conv2d_backward_weight) X(BN_STATS, bn_stats)                    \
+  X(CHANNEL_AFFINE, channel_affine) X(BN_BACKWARD_REDUCE, bn_backward_reduce)                \
+  X(BN_BACKWARD_APPLY, bn_backward_apply) X(COL_SUM, col_sum)                                \
+  X(MAXPOOL_FORWARD, maxpool_forward) X(MAXPOOL_BACKWARD, maxpool_backward)                  \
+  X(AVGPOOL_FORWARD, avgpool_forward) X(AVGPOOL_BACKWARD, avgpool_backward)                  \
+  X(TRANSPOSE, transpose) X(CONV2D_PACK, conv2d_pack)                                       \
+  X(CONV2D_FORWARD_PACKED, conv2d_forward_packed)
 
 static int slot_present(const lvmmed_backend_ops *t, lvmmed_op op) {
   switch (op) {
@@ -857,6 +868,322 @@ START_TEST(test_conv_geom) {
 }
 END_TEST
 
+/* ----- version 2: backbone layers ---------------------------------------- */
+
+typedef struct conv_case {
+  size_t batch, cin, h, w, cout, kh, kw, sh, sw, ph, pw, dh, dw;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {2, 3, 13, 11, 8, 7, 7, 2, 2, 3, 3, 1, 1}, /* stem-like */
+    {2, 16, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+    {3, 8, 10, 7, 16, 3, 3, 2, 2, 1, 1, 1, 1},
+    {4, 16, 6, 6, 32, 1, 1, 1, 1, 0, 0, 1, 1}, /* pointwise: one GEMM */
+    {2, 16, 7, 9, 8, 1, 1, 2, 2, 0, 0, 1, 1},  /* strided downsample */
+    {1, 5, 4, 4, 6, 3, 3, 1, 1, 0, 0, 1, 1},
+    {1, 4, 5, 6, 3, 2, 3, 3, 1, 1, 2, 1, 1},   /* non-square kernel, uneven stride/pad */
+    {2, 3, 9, 8, 5, 3, 3, 1, 2, 2, 1, 2, 1},   /* dilation */
+    {3, 512, 30, 30, 4, 3, 3, 1, 1, 1, 1, 1, 1}, /* im2col larger than one workspace chunk */
+};
+
+static lvmmed_conv2d conv_desc(const conv_case *cc) {
+  lvmmed_conv2d d;
+  memset(&d, 0, sizeof d);
+  d.batch = cc->batch;
+  d.out_channels = cc->cout;
+  d.g = (lvmmed_conv_geom){.channels = cc->cin, .height = cc->h, .width = cc->w,
+                           .kernel_h = cc->kh, .kernel_w = cc->kw, .stride_h = cc->sh,
+                           .stride_w = cc->sw, .pad_h = cc->ph, .pad_w = cc->pw,
+                           .dilation_h = cc->dh, .dilation_w = cc->dw};
+  ck_assert(lvmmed__conv_geom_finish(&d.g));
+  return d;
+}
+
+static void abs_copy(float *dst, const float *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = fabsf(src[i]);
+}
+
+static float *conv_ws(const lvmmed_backend_ops *ops, lvmmed_ctx *ctx, const lvmmed_conv2d *d) {
+  return alloc_floats(ops->conv2d_workspace(ctx, d) + 1);
+}
+
+START_TEST(test_conv2d_parity) {
+  parity st[4][MAX_BACKENDS];
+  memset(st, 0, sizeof st);
+  for (size_t ci = 0; ci < sizeof conv_cases / sizeof conv_cases[0]; ci++) {
+    lvmmed_conv2d d = conv_desc(&conv_cases[ci]);
+    size_t nx = d.batch * d.g.height * d.g.width * d.g.channels;
+    size_t ny = d.batch * d.g.out_h * d.g.out_w * d.out_channels;
+    size_t nw = d.out_channels * d.g.channels * d.g.kernel_h * d.g.kernel_w;
+    float *x = rand_floats(nx), *w = rand_floats(nw), *dy = rand_floats(ny);
+    float *dx0 = rand_floats(nx), *dw0 = rand_floats(nw);
+    float *ax = alloc_floats(nx), *aw = alloc_floats(nw), *ady = alloc_floats(ny);
+    abs_copy(ax, x, nx);
+    abs_copy(aw, w, nw);
+    abs_copy(ady, dy, ny);
+    /* references and scales (the same op on magnitudes) */
+    float *y_ref = alloc_floats(ny), *y_sc = alloc_floats(ny);
+    float *dx_ref = copy_floats(dx0, nx), *dx_sc = alloc_floats(nx);
+    float *dw_ref = copy_floats(dw0, nw), *dw_sc = alloc_floats(nw);
+    ref->conv2d_forward(ctxs[0], &d, x, w, y_ref, NULL);
+    ref->conv2d_forward(ctxs[0], &d, ax, aw, y_sc, NULL);
+    ref->conv2d_backward_data(ctxs[0], &d, dy, w, dx_ref, 1, NULL);
+    abs_copy(dx_sc, dx0, nx);
+    ref->conv2d_backward_data(ctxs[0], &d, ady, aw, dx_sc, 1, NULL);
+    ref->conv2d_backward_weight(ctxs[0], &d, x, dy, dw_ref, NULL);
+    abs_copy(dw_sc, dw0, nw);
+    ref->conv2d_backward_weight(ctxs[0], &d, ax, ady, dw_sc, NULL);
+    double *sy = scale_buf(ny), *sx = scale_buf(nx), *sw = scale_buf(nw);
+    for (size_t i = 0; i < ny; i++) sy[i] = y_sc[i];
+    for (size_t i = 0; i < nx; i++) sx[i] = dx_sc[i];
+    for (size_t i = 0; i < nw; i++) sw[i] = dw_sc[i];
+    char what[96];
+    snprintf(what, sizeof what, "conv case %zu", ci);
+    for (size_t b = 0; b < nbackends; b++)
+      for (unsigned t = 0; t < 2; t++) {
+        const lvmmed_backend_ops *ops = &backends[b].ops;
+        float *ws = conv_ws(ops, ctxs[t], &d);
+        float *y = alloc_floats(ny);
+        fill(y, ny, NAN);
+        ops->conv2d_forward(ctxs[t], &d, x, w, y, ws);
+        compare_floats(&st[0][b], y, y_ref, sy, ny, what);
+        /* packed weights: the same results */
+        float *packed = alloc_floats(ops->conv2d_packed_size(ctxs[t], &d) + 1);
+        ops->conv2d_pack(ctxs[t], &d, w, packed);
+        fill(y, ny, NAN);
+        ops->conv2d_forward_packed(ctxs[t], &d, x, packed, y, ws);
+        compare_floats(&st[3][b], y, y_ref, sy, ny, what);
+        free(packed);
+        /* backward data: overwrite (from NaN), then accumulate */
+        float *dx = alloc_floats(nx);
+        fill(dx, nx, NAN);
+        ops->conv2d_backward_data(ctxs[t], &d, dy, w, dx, 0, ws);
+        for (size_t i = 0; i < nx; i++) dx[i] += dx0[i];
+        compare_floats(&st[1][b], dx, dx_ref, sx, nx, what);
+        memcpy(dx, dx0, nx * sizeof *dx);
+        ops->conv2d_backward_data(ctxs[t], &d, dy, w, dx, 1, ws);
+        compare_floats(&st[1][b], dx, dx_ref, sx, nx, what);
+        float *dw = copy_floats(dw0, nw);
+        ops->conv2d_backward_weight(ctxs[t], &d, x, dy, dw, ws);
+        compare_floats(&st[2][b], dw, dw_ref, sw, nw, what);
+        free(dw);
+        free(dx);
+        free(y);
+        free(ws);
+      }
+    free(sy); free(sx); free(sw);
+    free(y_ref); free(y_sc); free(dx_ref); free(dx_sc); free(dw_ref); free(dw_sc);
+    free(ax); free(aw); free(ady);
+    free(x); free(w); free(dy); free(dx0); free(dw0);
+  }
+  static const lvmmed_op ops_[4] = {LVMMED_OP_CONV2D_FORWARD, LVMMED_OP_CONV2D_BACKWARD_DATA,
+                                    LVMMED_OP_CONV2D_BACKWARD_WEIGHT,
+                                    LVMMED_OP_CONV2D_FORWARD_PACKED};
+  for (int k = 0; k < 4; k++) {
+    memcpy(stats, st[k], sizeof stats);
+    report(ops_[k]);
+  }
+}
+END_TEST
+
+static const size_t bn_shapes[][2] = {{1, 1}, {2, 3}, {7, 16}, {300, 64}, {1000, 33}, {4096, 5}};
+#define NBN (sizeof bn_shapes / sizeof bn_shapes[0])
+
+START_TEST(test_bn_stats_parity) {
+  stats_reset();
+  for (size_t i = 0; i < NBN; i++) {
+    size_t rows = bn_shapes[i][0], ch = bn_shapes[i][1], n = rows * ch;
+    float *x = rand_floats(n);
+    for (size_t j = 0; j < n; j++) x[j] += 3.0f; /* an offset mean: no cancellation allowed */
+    float *m_ref = alloc_floats(ch), *v_ref = alloc_floats(ch);
+    ref->bn_stats(ctxs[0], rows, ch, x, m_ref, v_ref);
+    double *sc = scale_buf(ch);
+    for (size_t c = 0; c < ch; c++) sc[c] = 16.0; /* |x| <= 4: mean and E[x²] bounded by 16 */
+    for (size_t b = 0; b < nbackends; b++)
+      for (unsigned t = 0; t < 2; t++) {
+        float *m = alloc_floats(ch), *v = alloc_floats(ch);
+        backends[b].ops.bn_stats(ctxs[t], rows, ch, x, m, v);
+        compare_floats(&stats[b], m, m_ref, sc, ch, "bn_stats mean");
+        compare_floats(&stats[b], v, v_ref, sc, ch, "bn_stats var");
+        free(m);
+        free(v);
+      }
+    free(sc); free(m_ref); free(v_ref); free(x);
+  }
+  report(LVMMED_OP_BN_STATS);
+}
+END_TEST
+
+START_TEST(test_channel_affine_parity) {
+  stats_reset();
+  for (size_t i = 0; i < NBN; i++)
+    for (int variant = 0; variant < 8; variant++) {
+      size_t rows = bn_shapes[i][0], ch = bn_shapes[i][1], n = rows * ch;
+      float *x = rand_floats(n), *res = rand_floats(n), *sc = rand_floats(ch), *sh = rand_floats(ch);
+      const float *scale = variant & 1 ? sc : NULL, *shift = variant & 2 ? sh : NULL;
+      const float *residual = variant & 4 ? res : NULL;
+      int relu = variant % 3 == 0;
+      float *want = alloc_floats(n);
+      ref->channel_affine(ctxs[0], rows, ch, x, scale, shift, residual, relu, want);
+      double *s = scale_buf(n);
+      for (size_t j = 0; j < n; j++) s[j] = 3.0;
+      for (size_t b = 0; b < nbackends; b++)
+        for (unsigned t = 0; t < 2; t++) {
+          float *y = copy_floats(x, n); /* in place: y aliases x */
+          backends[b].ops.channel_affine(ctxs[t], rows, ch, y, scale, shift, residual, relu, y);
+          compare_floats(&stats[b], y, want, s, n, "channel_affine");
+          free(y);
+        }
+      free(s); free(want); free(x); free(res); free(sc); free(sh);
+    }
+  report(LVMMED_OP_CHANNEL_AFFINE);
+}
+END_TEST
+
+START_TEST(test_bn_backward_parity) {
+  parity st[2][MAX_BACKENDS];
+  memset(st, 0, sizeof st);
+  for (size_t i = 0; i < NBN; i++)
+    for (int variant = 0; variant < 4; variant++) {
+      size_t rows = bn_shapes[i][0], ch = bn_shapes[i][1], n = rows * ch;
+      float *x = rand_floats(n), *mask = rand_floats(n), *dy = rand_floats(n);
+      float *mean = rand_floats(ch), *kg = rand_floats(ch), *kx = rand_floats(ch), *k0 = rand_floats(ch);
+      const float *m = variant & 1 ? mask : NULL;
+      int with_x = variant & 2;
+      float *sg_ref = alloc_floats(ch), *sx_ref = alloc_floats(ch), *dx_ref = alloc_floats(n);
+      ref->bn_backward_reduce(ctxs[0], rows, ch, x, mean, m, dy, sg_ref, sx_ref);
+      ref->bn_backward_apply(ctxs[0], rows, ch, with_x ? x : NULL, with_x ? mean : NULL, m, dy, kg,
+                             with_x ? kx : NULL, k0, dx_ref);
+      double *sr = scale_buf(ch), *sa = scale_buf(n);
+      for (size_t c = 0; c < ch; c++) sr[c] = 2.0 * (double)rows;
+      for (size_t j = 0; j < n; j++) sa[j] = 5.0;
+      for (size_t b = 0; b < nbackends; b++)
+        for (unsigned t = 0; t < 2; t++) {
+          const lvmmed_backend_ops *ops = &backends[b].ops;
+          float *sg = alloc_floats(ch), *sx = alloc_floats(ch);
+          ops->bn_backward_reduce(ctxs[t], rows, ch, x, mean, m, dy, sg, sx);
+          compare_floats(&st[0][b], sg, sg_ref, sr, ch, "bn_backward_reduce sum_g");
+          compare_floats(&st[0][b], sx, sx_ref, sr, ch, "bn_backward_reduce sum_gx");
+          float *dx = copy_floats(dy, n); /* dx aliases dy */
+          ops->bn_backward_apply(ctxs[t], rows, ch, with_x ? x : NULL, with_x ? mean : NULL, m, dx,
+                                 kg, with_x ? kx : NULL, k0, dx);
+          compare_floats(&st[1][b], dx, dx_ref, sa, n, "bn_backward_apply");
+          free(dx); free(sg); free(sx);
+        }
+      free(sr); free(sa); free(sg_ref); free(sx_ref); free(dx_ref);
+      free(x); free(mask); free(dy); free(mean); free(kg); free(kx); free(k0);
+    }
+  memcpy(stats, st[0], sizeof stats);
+  report(LVMMED_OP_BN_BACKWARD_REDUCE);
+  memcpy(stats, st[1], sizeof stats);
+  report(LVMMED_OP_BN_BACKWARD_APPLY);
+}
+END_TEST
+
+START_TEST(test_col_sum_parity) {
+  stats_reset();
+  for (size_t i = 0; i < NBN; i++)
+    for (int acc = 0; acc < 2; acc++) {
+      size_t rows = bn_shapes[i][0], ch = bn_shapes[i][1];
+      float *x = rand_floats(rows * ch), *o0 = rand_floats(ch);
+      float *want = copy_floats(o0, ch);
+      ref->col_sum(ctxs[0], rows, ch, x, want, acc);
+      double *s = scale_buf(ch);
+      for (size_t c = 0; c < ch; c++) s[c] = (double)rows + 1.0;
+      for (size_t b = 0; b < nbackends; b++)
+        for (unsigned t = 0; t < 2; t++) {
+          float *got = copy_floats(o0, ch);
+          backends[b].ops.col_sum(ctxs[t], rows, ch, x, got, acc);
+          compare_floats(&stats[b], got, want, s, ch, "col_sum");
+          free(got);
+        }
+      free(s); free(want); free(x); free(o0);
+    }
+  report(LVMMED_OP_COL_SUM);
+}
+END_TEST
+
+START_TEST(test_pool_parity) {
+  static const size_t pools[][6] = { /* batch, channels, h, w, kernel, stride (pad = kernel/2) */
+      {2, 64, 13, 11, 3, 2}, {1, 5, 8, 8, 3, 2}, {3, 16, 7, 10, 3, 1}, {1, 3, 1, 1, 3, 2},
+      {2, 8, 9, 6, 2, 2}};
+  parity st[4][MAX_BACKENDS];
+  memset(st, 0, sizeof st);
+  for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+    lvmmed_conv_geom g = {.channels = pools[i][1], .height = pools[i][2], .width = pools[i][3],
+                          .kernel_h = pools[i][4], .kernel_w = pools[i][4],
+                          .stride_h = pools[i][5], .stride_w = pools[i][5],
+                          .pad_h = pools[i][4] / 2, .pad_w = pools[i][4] / 2,
+                          .dilation_h = 1, .dilation_w = 1};
+    ck_assert(lvmmed__conv_geom_finish(&g));
+    size_t batch = pools[i][0], nx = batch * g.height * g.width * g.channels;
+    size_t ny = batch * g.out_h * g.out_w * g.channels;
+    float *x = rand_floats(nx), *dy = rand_floats(ny);
+    for (size_t j = 0; j < nx; j += 7) x[j] = 0.5f; /* ties: the first in scan order wins */
+    if (nx > 3) x[3] = NAN;                        /* NaN wins its windows */
+    float *y_ref = alloc_floats(ny), *dx_ref = alloc_floats(nx);
+    uint8_t *a_ref = malloc(ny), *a = malloc(ny);
+    ref->maxpool_forward(ctxs[0], &g, batch, x, y_ref, a_ref);
+    ref->maxpool_backward(ctxs[0], &g, batch, dy, a_ref, dx_ref);
+    /* global average pool of the same map, with and without a map gradient */
+    size_t px = g.height * g.width, ch = g.channels;
+    float *gp = rand_floats(batch * ch), *avg_ref = alloc_floats(batch * ch);
+    float *dmap = rand_floats(nx), *davg_ref = alloc_floats(nx);
+    ref->avgpool_forward(ctxs[0], batch, px, ch, dx_ref, avg_ref);
+    ref->avgpool_backward(ctxs[0], batch, px, ch, gp, i % 2 ? dmap : NULL, davg_ref);
+    double *sy = scale_buf(nx);
+    for (size_t j = 0; j < nx; j++) sy[j] = 10.0;
+    for (size_t b = 0; b < nbackends; b++)
+      for (unsigned t = 0; t < 2; t++) {
+        const lvmmed_backend_ops *ops = &backends[b].ops;
+        float *y = alloc_floats(ny), *dx = alloc_floats(nx), *avg = alloc_floats(batch * ch);
+        fill(dx, nx, NAN);
+        ops->maxpool_forward(ctxs[t], &g, batch, x, y, a);
+        compare_floats(&st[0][b], y, y_ref, sy, ny, "maxpool_forward");
+        ck_assert_msg(memcmp(a, a_ref, ny) == 0, "%s maxpool positions differ", ops->name);
+        ops->maxpool_backward(ctxs[t], &g, batch, dy, a, dx);
+        compare_floats(&st[1][b], dx, dx_ref, sy, nx, "maxpool_backward");
+        ops->avgpool_forward(ctxs[t], batch, px, ch, dx_ref, avg);
+        compare_floats(&st[2][b], avg, avg_ref, sy, batch * ch, "avgpool_forward");
+        ops->avgpool_backward(ctxs[t], batch, px, ch, gp, i % 2 ? dmap : NULL, dx);
+        compare_floats(&st[3][b], dx, davg_ref, sy, nx, "avgpool_backward");
+        free(y); free(dx); free(avg);
+      }
+    free(sy); free(gp); free(avg_ref); free(dmap); free(davg_ref);
+    free(x); free(dy); free(y_ref); free(dx_ref); free(a_ref); free(a);
+  }
+  static const lvmmed_op ops_[4] = {LVMMED_OP_MAXPOOL_FORWARD, LVMMED_OP_MAXPOOL_BACKWARD,
+                                    LVMMED_OP_AVGPOOL_FORWARD, LVMMED_OP_AVGPOOL_BACKWARD};
+  for (int k = 0; k < 4; k++) {
+    memcpy(stats, st[k], sizeof stats);
+    report(ops_[k]);
+  }
+}
+END_TEST
+
+START_TEST(test_transpose_parity) {
+  static const size_t shapes[][3] = {{1, 1, 1}, {2, 3, 50}, {3, 64, 37}, {1, 1000, 3}, {2, 33, 65}};
+  stats_reset();
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    size_t n = shapes[i][0] * shapes[i][1] * shapes[i][2];
+    float *x = rand_floats(n), *want = alloc_floats(n);
+    ref->transpose(ctxs[0], shapes[i][0], shapes[i][1], shapes[i][2], x, want);
+    double *s = scale_buf(n);
+    for (size_t j = 0; j < n; j++) s[j] = 0.0; /* a copy: exact */
+    for (size_t b = 0; b < nbackends; b++)
+      for (unsigned t = 0; t < 2; t++) {
+        float *got = alloc_floats(n);
+        backends[b].ops.transpose(ctxs[t], shapes[i][0], shapes[i][1], shapes[i][2], x, got);
+        for (size_t j = 0; j < n; j++) ck_assert(got[j] == want[j]);
+        compare_floats(&stats[b], got, want, s, n, "transpose");
+        free(got);
+      }
+    free(s); free(x); free(want);
+  }
+  report(LVMMED_OP_TRANSPOSE);
+}
+END_TEST
+
 /* ----- determinism and threads ------------------------------------------- */
 
 START_TEST(test_determinism) {
@@ -949,6 +1276,13 @@ static Suite *backend_suite(void) {
   tcase_add_test(ops, test_pairwise_parity);
   tcase_add_test(ops, test_elementwise_aliasing);
   tcase_add_test(ops, test_col2im_adjoint);
+  tcase_add_test(ops, test_conv2d_parity);
+  tcase_add_test(ops, test_bn_stats_parity);
+  tcase_add_test(ops, test_channel_affine_parity);
+  tcase_add_test(ops, test_bn_backward_parity);
+  tcase_add_test(ops, test_col_sum_parity);
+  tcase_add_test(ops, test_pool_parity);
+  tcase_add_test(ops, test_transpose_parity);
   suite_add_tcase(s, ops);
 
   TCase *threads = tcase_create("threads");

@@ -17,10 +17,14 @@ typedef struct cli_command {
 } cli_command;
 
 int cli_version(int argc, char **argv);
+int cli_embed(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 int cli_image(int argc, char **argv);
 int cli_match(int argc, char **argv);
 int cli_lap(int argc, char **argv);
 
+/* Backbone architecture from its name ("resnet50", ...); 0 if unknown (cmd_embed.c). */
+int cli_arch_from_name(const char *name, lvmmed_arch *arch);
 
 /* 1 if argv[i] for some i >= 1 is -h or --help. */
 int cli_wants_help(int argc, char **argv);

@@ -5,6 +5,8 @@
 
 static const cli_command commands[] = {
     {"version", "print library, header and ABI versions, and the available backends", cli_version},
+    {"embed", "backbone features (pooled, feature maps) of .npy images", cli_embed},
+    {"bench", "benchmark the library's kernels (backbone images/s)", cli_bench},
     {"image", "inspect or decode a PNG/TIFF/JPEG file (info, decode to .npy)", cli_image},
     {"match", "solve a QAPLIB graph-matching instance (quadratic assignment)", cli_match},
     {"lap", "solve a dense linear assignment problem from a .npy cost matrix", cli_lap},

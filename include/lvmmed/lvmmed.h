@@ -10,6 +10,7 @@
 #include <lvmmed/version.h>
 #include <lvmmed/status.h>
 #include <lvmmed/ctx.h>
+#include <lvmmed/backbone.h>
 #include <lvmmed/image.h>
 #include <lvmmed/augment.h>
 #include <lvmmed/dataset.h>

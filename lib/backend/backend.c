@@ -48,7 +48,29 @@ void lvmmed__backend_resolve(const lvmmed_backend_ops *table, lvmmed_backend_ops
   LVMMED_FILL_(sumsq);
   LVMMED_FILL_(row_sum);
   LVMMED_FILL_(pairwise_sqdist);
+  LVMMED_FILL_(bn_stats);
+  LVMMED_FILL_(channel_affine);
+  LVMMED_FILL_(bn_backward_reduce);
+  LVMMED_FILL_(bn_backward_apply);
+  LVMMED_FILL_(col_sum);
+  LVMMED_FILL_(maxpool_forward);
+  LVMMED_FILL_(maxpool_backward);
+  LVMMED_FILL_(avgpool_forward);
+  LVMMED_FILL_(avgpool_backward);
+  LVMMED_FILL_(transpose);
 #undef LVMMED_FILL_
+  /* The conv slots share one workspace layout: taken together or not at all. */
+  if (!out->conv2d_forward || !out->conv2d_backward_data || !out->conv2d_backward_weight ||
+      !out->conv2d_workspace || !out->conv2d_packed_size || !out->conv2d_pack ||
+      !out->conv2d_forward_packed) {
+    out->conv2d_workspace = ref->conv2d_workspace;
+    out->conv2d_forward = ref->conv2d_forward;
+    out->conv2d_backward_data = ref->conv2d_backward_data;
+    out->conv2d_backward_weight = ref->conv2d_backward_weight;
+    out->conv2d_packed_size = ref->conv2d_packed_size;
+    out->conv2d_pack = ref->conv2d_pack;
+    out->conv2d_forward_packed = ref->conv2d_forward_packed;
+  }
 }
 
 const char *lvmmed__op_name(lvmmed_op op) {
@@ -67,6 +89,21 @@ const char *lvmmed__op_name(lvmmed_op op) {
       [LVMMED_OP_SUMSQ] = "sumsq",
       [LVMMED_OP_ROW_SUM] = "row_sum",
       [LVMMED_OP_PAIRWISE_SQDIST] = "pairwise_sqdist",
+      [LVMMED_OP_CONV2D_FORWARD] = "conv2d_forward",
+      [LVMMED_OP_CONV2D_BACKWARD_DATA] = "conv2d_backward_data",
+      [LVMMED_OP_CONV2D_BACKWARD_WEIGHT] = "conv2d_backward_weight",
+      [LVMMED_OP_BN_STATS] = "bn_stats",
+      [LVMMED_OP_CHANNEL_AFFINE] = "channel_affine",
+      [LVMMED_OP_BN_BACKWARD_REDUCE] = "bn_backward_reduce",
+      [LVMMED_OP_BN_BACKWARD_APPLY] = "bn_backward_apply",
+      [LVMMED_OP_COL_SUM] = "col_sum",
+      [LVMMED_OP_MAXPOOL_FORWARD] = "maxpool_forward",
+      [LVMMED_OP_MAXPOOL_BACKWARD] = "maxpool_backward",
+      [LVMMED_OP_AVGPOOL_FORWARD] = "avgpool_forward",
+      [LVMMED_OP_AVGPOOL_BACKWARD] = "avgpool_backward",
+      [LVMMED_OP_TRANSPOSE] = "transpose",
+      [LVMMED_OP_CONV2D_PACK] = "conv2d_pack",
+      [LVMMED_OP_CONV2D_FORWARD_PACKED] = "conv2d_forward_packed",
   };
   if ((unsigned)op >= LVMMED_OP_COUNT || !names[op]) return "unknown";
   return names[op];

@@ -17,12 +17,13 @@
 #define LVMMED_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "lvmmed/ctx.h"
 #include "lvmmed/status.h"
 
 /** Bumped whenever a slot is added, removed or changes meaning. */
-#define LVMMED_BACKEND_API_VERSION 1
+#define LVMMED_BACKEND_API_VERSION 2
 
 /** One entry per slot, used by supports() and the parity tests. */
 typedef enum lvmmed_op {
@@ -40,6 +41,22 @@ typedef enum lvmmed_op {
   LVMMED_OP_SUMSQ,
   LVMMED_OP_ROW_SUM,
   LVMMED_OP_PAIRWISE_SQDIST,
+  /* version 2: the layers of the backbone (NHWC activations) */
+  LVMMED_OP_CONV2D_FORWARD,
+  LVMMED_OP_CONV2D_BACKWARD_DATA,
+  LVMMED_OP_CONV2D_BACKWARD_WEIGHT,
+  LVMMED_OP_BN_STATS,
+  LVMMED_OP_CHANNEL_AFFINE,
+  LVMMED_OP_BN_BACKWARD_REDUCE,
+  LVMMED_OP_BN_BACKWARD_APPLY,
+  LVMMED_OP_COL_SUM,
+  LVMMED_OP_MAXPOOL_FORWARD,
+  LVMMED_OP_MAXPOOL_BACKWARD,
+  LVMMED_OP_AVGPOOL_FORWARD,
+  LVMMED_OP_AVGPOOL_BACKWARD,
+  LVMMED_OP_TRANSPOSE,
+  LVMMED_OP_CONV2D_PACK,
+  LVMMED_OP_CONV2D_FORWARD_PACKED,
   LVMMED_OP_COUNT
 } lvmmed_op;
 
@@ -55,6 +72,14 @@ typedef struct lvmmed_conv_geom {
 
 /** Computes out_h/out_w; returns 0 if the kernel does not fit the padded input. */
 int lvmmed__conv_geom_finish(lvmmed_conv_geom *g);
+
+/** A batched convolution without bias: activations NHWC (x: batch×height×width×channels,
+ *  y: batch×out_h×out_w×out_channels), weights in PyTorch's OIHW order
+ *  (out_channels×channels×kernel_h×kernel_w). g must be finished. */
+typedef struct lvmmed_conv2d {
+  lvmmed_conv_geom g;
+  size_t batch, out_channels;
+} lvmmed_conv2d;
 
 typedef struct lvmmed_backend_ops {
   int api_version;   /* LVMMED_BACKEND_API_VERSION the table was written for */
@@ -99,6 +124,69 @@ typedef struct lvmmed_backend_ops {
   /** out[i*ldo + j] = ||a_i - b_j||² for rows a_i (m×d, lda) and b_j (n×d, ldb); >= 0. */
   void (*pairwise_sqdist)(lvmmed_ctx *ctx, size_t m, size_t n, size_t d, const float *a,
                           size_t lda, const float *b, size_t ldb, float *out, size_t ldo);
+
+  /* ---- version 2: backbone layers. Activations are NHWC, so a feature map
+   * of a batch is a rows × channels matrix (rows = batch·height·width). ---- */
+
+  /** Floats of scratch the conv2d slots below need for c (0 if none). The
+   *  conv2d slots (packing ones included) and this one are resolved as a group:
+   *  a backend that leaves one of them NULL gets all of them from the reference. */
+  size_t (*conv2d_workspace)(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);
+  /** y = conv(x, w) (overwritten). ws: conv2d_workspace(c) floats, 64-byte aligned. */
+  void (*conv2d_forward)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *w,
+                         float *y, float *ws);
+  /** dx = conv^T(dy, w), added to dx when accumulate, else overwriting it. */
+  void (*conv2d_backward_data)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *dy,
+                               const float *w, float *dx, int accumulate, float *ws);
+  /** dw += dL/dw for input x and output gradient dy (dw is OIHW). */
+  void (*conv2d_backward_weight)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                                 const float *dy, float *dw, float *ws);
+  /** Floats of the pre-packed weights of c for conv2d_forward_packed (a backend
+   *  with no packed form returns the weight count and copies). The packed form
+   *  depends on the weights' geometry only, not on batch or image size. */
+  size_t (*conv2d_packed_size)(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);
+  /** packed = the OIHW weights w of c in the backend's own layout. */
+  void (*conv2d_pack)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w, float *packed);
+  /** conv2d_forward with weights from conv2d_pack (for weights used many times). */
+  void (*conv2d_forward_packed)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                                const float *packed, float *y, float *ws);
+  /** Per-column mean and biased variance of x (rows × channels), two-pass in double. */
+  void (*bn_stats)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x, float *mean,
+                   float *var);
+  /** y = x·scale[c] + shift[c] (+ residual), then max(·, 0) if relu. scale NULL means 1,
+   *  shift NULL means 0, residual NULL means none. y may alias x or residual. */
+  void (*channel_affine)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x,
+                         const float *scale, const float *shift, const float *residual, int relu,
+                         float *y);
+  /** With g = dy, masked to 0 where mask <= 0 when mask is non-NULL (a fused ReLU):
+   *  sum_g[c] = Σ_r g, sum_gx[c] = Σ_r g·(x - mean[c]). Accumulates in double. */
+  void (*bn_backward_reduce)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x,
+                             const float *mean, const float *mask, const float *dy, float *sum_g,
+                             float *sum_gx);
+  /** dx = k_g[c]·g + k_x[c]·(x - mean[c]) + k_0[c], g as in bn_backward_reduce.
+   *  x, mean and k_x may be NULL together (no x term); dx may alias dy. */
+  void (*bn_backward_apply)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x,
+                            const float *mean, const float *mask, const float *dy,
+                            const float *k_g, const float *k_x, const float *k_0, float *dx);
+  /** out[c] = Σ_r x[r*channels + c] (double accumulation); out[c] += … when accumulate. */
+  void (*col_sum)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x, float *out,
+                  int accumulate);
+  /** Max pooling over each image (geometry g, dilation 1), NHWC; arg[i] = ki*kernel_w + kj
+   *  of the first maximum (NaN wins), kernel_h*kernel_w <= 255. */
+  void (*maxpool_forward)(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, size_t batch,
+                          const float *x, float *y, uint8_t *arg);
+  /** dx = 0, then each dy routed to the position arg names. */
+  void (*maxpool_backward)(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, size_t batch,
+                           const float *dy, const uint8_t *arg, float *dx);
+  /** out[n][c] = mean over the pixels of image n of x (batch × pixels × channels). */
+  void (*avgpool_forward)(lvmmed_ctx *ctx, size_t batch, size_t pixels, size_t channels,
+                          const float *x, float *out);
+  /** dx[n][p][c] = dout[n][c] / pixels (+ dmap[n][p][c] when dmap is non-NULL). */
+  void (*avgpool_backward)(lvmmed_ctx *ctx, size_t batch, size_t pixels, size_t channels,
+                           const float *dout, const float *dmap, float *dx);
+  /** y[b][c][r] = x[b][r][c] for b < batch, r < rows, c < cols (NCHW <-> NHWC). */
+  void (*transpose)(lvmmed_ctx *ctx, size_t batch, size_t rows, size_t cols, const float *x,
+                    float *y);
 } lvmmed_backend_ops;
 
 /** Table of a compiled-in backend, unresolved (slots may be NULL); NULL if not built. */

@@ -8,6 +8,7 @@ otherwise.
 
 from . import errors
 from ._lib import LIBRARY_PATH, lib as _c, text as _text
+from .backbone import Backbone
 from .context import Context, backend_available, backend_name
 from .optim import Optimizer
 from .enums import Backend, CtxOption, LogLevel, Status
@@ -66,7 +67,8 @@ __version__ = version()
 
 __all__ = [
     "Optimizer",
-    "ABI_VERSION", "LIBRARY_PATH", "__version__", "version", "version_number", "abi_version", "Context", "backend_available", "backend_name",
+    "ABI_VERSION", "LIBRARY_PATH", "__version__", "version", "version_number", "abi_version",
+    "Backbone", "Context", "backend_available", "backend_name",
     "Backend", "CtxOption", "LogLevel", "Status",
     "errors", "LvmmedError", "AbiMismatchError", "BackendUnavailableError", "FileFormatError",
     "InternalError", "InvalidArgumentError", "LimitError", "LvmmedIOError", "NotFoundError",

@@ -1,0 +1,433 @@
+/* Direct (implicit-GEMM) convolution with AVX-512, see conv_direct.h. */
+#include "lvmmed_config.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "backend/cpu/conv_direct.h"
+#include "core/pool.h"
+
+#define MR 12 /* output pixels per tile (24 accumulators + 2 weight vectors in registers) */
+#define NR 32 /* output channels per tile: two 16-float vectors */
+#define MAX_TAPS 49 /* kernels up to 7 × 7 */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define DIRECT_X86 1
+#define AVX512 __attribute__((target("avx512f")))
+#else
+#define DIRECT_X86 0
+#endif
+
+static size_t blocks_of(size_t n, size_t b) { return (n + b - 1) / b; }
+
+int lvmmed__direct_supported(const lvmmed_conv2d *c) {
+#if DIRECT_X86
+  const lvmmed_conv_geom *g = &c->g;
+  return __builtin_cpu_supports("avx512f") && g->dilation_h == 1 && g->dilation_w == 1 &&
+         g->kernel_h * g->kernel_w <= MAX_TAPS && g->channels <= LVMMED_DIRECT_MAX_CIN &&
+         g->channels >= 1 && c->out_channels >= 1;
+#else
+  (void)c;
+  return 0;
+#endif
+}
+
+size_t lvmmed__direct_packed_floats(const lvmmed_conv2d *c) {
+  size_t k = c->g.channels * c->g.kernel_h * c->g.kernel_w;
+  return blocks_of(c->out_channels, NR) * k * NR;
+}
+
+/* Panel cb holds wp[(cb·K + t·Cin + ci)·NR + j] = w[cb·NR + j][ci][t], zero past Cout:
+ * a gather of the 32 output channels (stride K) per (t, ci), parallel over panels. */
+typedef struct pack_job {
+  const lvmmed_conv2d *c;
+  const float *w;
+  float *wp;
+  size_t cin, taps, cout;
+  ptrdiff_t src_ci, src_t, src_co; /* element strides of the source */
+} pack_job;
+
+static void pack_scalar(const pack_job *p, size_t cb) {
+  size_t k = p->cin * p->taps;
+  float *panel = p->wp + cb * k * NR;
+  for (size_t t = 0; t < p->taps; t++)
+    for (size_t ci = 0; ci < p->cin; ci++)
+      for (size_t j = 0; j < NR; j++) {
+        size_t co = cb * NR + j;
+        panel[(t * p->cin + ci) * NR + j] =
+            co < p->cout ? p->w[(ptrdiff_t)co * p->src_co + (ptrdiff_t)ci * p->src_ci +
+                                (ptrdiff_t)t * p->src_t]
+                         : 0.0f;
+      }
+}
+
+#if DIRECT_X86
+AVX512 static void pack_gather(const pack_job *p, size_t cb) {
+  size_t k = p->cin * p->taps;
+  float *panel = p->wp + cb * k * NR;
+  size_t left = p->cout - cb * NR;
+  __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+  __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
+  __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                   _mm512_set1_epi32((int)p->src_co));
+  const float *base = p->w + (ptrdiff_t)(cb * NR) * p->src_co;
+  for (size_t t = 0; t < p->taps; t++)
+    for (size_t ci = 0; ci < p->cin; ci++) {
+      const float *s0 = base + (ptrdiff_t)ci * p->src_ci + (ptrdiff_t)t * p->src_t;
+      const float *s1 = s0 + 16 * p->src_co;
+      float *d = panel + (t * p->cin + ci) * NR;
+      _mm512_storeu_ps(d, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, idx, s0, 4));
+      __m512 hi = m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, idx, s1, 4)
+                     : _mm512_setzero_ps();
+      _mm512_storeu_ps(d + 16, hi);
+    }
+}
+#endif
+
+static void pack_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+  const pack_job *p = arg;
+  (void)chunk;
+  for (size_t cb = begin; cb < end; cb++) {
+#if DIRECT_X86
+    /* 32-bit gather offsets: fine for any weight tensor below 2^31 / 4 floats a row */
+    if (p->src_co * 31 < ((ptrdiff_t)1 << 31) / (ptrdiff_t)sizeof(float)) {
+      pack_gather(p, cb);
+      continue;
+    }
+#endif
+    pack_scalar(p, cb);
+  }
+}
+
+static void pack_run(lvmmed_ctx *ctx, pack_job *p) {
+  lvmmed__parallel_for(ctx, blocks_of(p->cout, NR), 1, pack_range, p);
+}
+
+void lvmmed__direct_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w, float *wp) {
+  size_t taps = c->g.kernel_h * c->g.kernel_w;
+  pack_job p = {c, w, wp, c->g.channels, taps, c->out_channels, (ptrdiff_t)taps, 1,
+                (ptrdiff_t)(c->g.channels * taps)};
+  pack_run(ctx, &p);
+}
+
+int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
+                           lvmmed_conv2d *t, float *wp) {
+  const lvmmed_conv_geom *g = &c->g;
+  if (g->stride_h != 1 || g->stride_w != 1 || g->pad_h >= g->kernel_h || g->pad_w >= g->kernel_w)
+    return 0;
+  /* dx[iy] = Σ_kh dy[iy + pad - kh] w[kh] = Σ_kh' dy[iy - (K-1-pad) + kh'] w[K-1-kh'] */
+  memset(t, 0, sizeof *t);
+  t->batch = c->batch;
+  t->out_channels = g->channels;
+  t->g.channels = c->out_channels;
+  t->g.height = g->out_h;
+  t->g.width = g->out_w;
+  t->g.kernel_h = g->kernel_h;
+  t->g.kernel_w = g->kernel_w;
+  t->g.stride_h = t->g.stride_w = 1;
+  t->g.dilation_h = t->g.dilation_w = 1;
+  t->g.pad_h = g->kernel_h - 1 - g->pad_h;
+  t->g.pad_w = g->kernel_w - 1 - g->pad_w;
+  if (!lvmmed__conv_geom_finish(&t->g) || t->g.out_h != g->height || t->g.out_w != g->width ||
+      !lvmmed__direct_supported(t))
+    return 0;
+  /* adjoint panel element (tap t', co) of output channel ci = w[co][ci][flip(t')]:
+   * flip(t') = taps - 1 - t' for a kernel flipped in both axes */
+  size_t taps = g->kernel_h * g->kernel_w, cin = g->channels;
+  pack_job p = {t, w + (taps - 1), wp, c->out_channels, taps, cin, (ptrdiff_t)(cin * taps), -1,
+                (ptrdiff_t)taps};
+  pack_run(ctx, &p);
+  return 1;
+}
+
+#if DIRECT_X86
+/* One MR × NR tile: rows[t][r] is the input vector (cin floats) output pixel r
+ * reads at tap t (zeros in the padding). Stores nrow rows of ncol channels. */
+AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
+                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (size_t t = 0; t < taps; t++) {
+    const float *const *rp = rows + t * MR;
+    const float *a0 = rp[0], *a1 = rp[1], *a2 = rp[2], *a3 = rp[3], *a4 = rp[4], *a5 = rp[5];
+    const float *a6 = rp[6], *a7 = rp[7], *a8 = rp[8], *a9 = rp[9], *a10 = rp[10], *a11 = rp[11];
+    for (size_t ci = 0; ci < cin; ci++, bp += NR) {
+      __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#define ROW(r, a)                                                 \
+  do {                                                            \
+    __m512 v = _mm512_set1_ps(a[ci]);                             \
+    c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);                        \
+    c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);                        \
+  } while (0)
+      ROW(0, a0); ROW(1, a1); ROW(2, a2); ROW(3, a3); ROW(4, a4); ROW(5, a5);
+      ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);
+#undef ROW
+    }
+  }
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  float out[MR][NR]; /* constant-index copy: see wtile */
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_ps(out[r], c0[r]);
+    _mm512_storeu_ps(out[r] + 16, c1[r]);
+  }
+  for (size_t r = 0; r < nrow; r++) {
+    float *o = y + r * ldy;
+    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    _mm512_mask_storeu_ps(o, m0, v0);
+    _mm512_mask_storeu_ps(o + 16, m1, v1);
+  }
+}
+#endif
+
+typedef struct direct_job {
+  const lvmmed_conv2d *c;
+  const float *x, *wp; /* x: the zero-padded input (pad_h/pad_w already applied) */
+  float *y;
+  size_t hp, wpad;     /* padded height and width */
+  size_t tiles, cblocks, cparts, pparts;
+  int accumulate;
+} direct_job;
+
+#define TILE_BLOCK 32 /* tiles whose input rows stay cache-resident across channel blocks */
+
+/* Work item u = (channel part, pixel part): channel blocks [cb0, cb1) × tiles
+ * [t0, t1). Inside, blocks of TILE_BLOCK tiles (their input rows in L2) meet
+ * every channel block of the part. With the input padded, the kw taps of one
+ * kernel row read kw·C consecutive floats: one pointer per (pixel, kernel row). */
+static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+#if DIRECT_X86
+  const direct_job *j = arg;
+  const lvmmed_conv2d *c = j->c;
+  const lvmmed_conv_geom *g = &c->g;
+  size_t cin = g->channels, krow = g->kernel_w * cin, kh = g->kernel_h, k = krow * kh;
+  size_t cout = c->out_channels, pix = g->out_h * g->out_w, total = c->batch * pix;
+  const float *rows[TILE_BLOCK * 7 * MR];
+  (void)chunk;
+  for (size_t u = begin; u < end; u++) {
+    size_t cpart = u / j->pparts, ppart = u % j->pparts;
+    size_t cb0 = j->cblocks * cpart / j->cparts, cb1 = j->cblocks * (cpart + 1) / j->cparts;
+    size_t t0 = j->tiles * ppart / j->pparts, t1 = j->tiles * (ppart + 1) / j->pparts;
+    if (t0 >= t1 || cb0 >= cb1) continue;
+    /* position of the first pixel of tile t0, then stepped pixel by pixel */
+    size_t p = t0 * MR, n = p / pix, q = p % pix, oy = q / g->out_w, ox = q % g->out_w;
+    for (size_t tb = t0; tb < t1; tb += TILE_BLOCK) {
+      size_t te = tb + TILE_BLOCK < t1 ? tb + TILE_BLOCK : t1;
+      for (size_t tl = tb; tl < te; tl++) {
+        const float **rt = rows + (tl - tb) * kh * MR;
+        size_t nrow = total - tl * MR < MR ? total - tl * MR : MR;
+        for (size_t r = 0; r < MR; r++) {
+          if (r < nrow) {
+            const float *base =
+                j->x + ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
+            for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = base + ki * j->wpad * cin;
+            if (++ox == g->out_w) {
+              ox = 0;
+              if (++oy == g->out_h) {
+                oy = 0;
+                n++;
+              }
+            }
+          } else { /* past the end: any readable row, results dropped */
+            for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = rt[ki * MR];
+          }
+        }
+      }
+      for (size_t cb = cb0; cb < cb1; cb++) {
+        const float *panel = j->wp + cb * k * NR;
+        size_t ncol = cout - cb * NR < NR ? cout - cb * NR : NR;
+        for (size_t tl = tb; tl < te; tl++) {
+          size_t p0 = tl * MR, nrow = total - p0 < MR ? total - p0 : MR;
+          tile(kh, krow, rows + (tl - tb) * kh * MR, panel, j->y + p0 * cout + cb * NR, cout,
+               nrow, ncol, j->accumulate);
+        }
+      }
+    }
+  }
+#else
+  (void)arg;
+  (void)begin;
+  (void)end;
+  (void)chunk;
+#endif
+}
+
+size_t lvmmed__direct_ws(const lvmmed_conv2d *c) {
+  const lvmmed_conv_geom *g = &c->g;
+  if (g->pad_h == 0 && g->pad_w == 0) return 0;
+  return c->batch * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w) * g->channels;
+}
+
+typedef struct pad_job {
+  const lvmmed_conv_geom *g;
+  const float *x;
+  float *xp;
+  size_t hp, wpad;
+} pad_job;
+
+/* One unit = one padded row (image n, row yy). */
+static void pad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+  const pad_job *j = arg;
+  const lvmmed_conv_geom *g = j->g;
+  size_t cin = g->channels;
+  (void)chunk;
+  for (size_t u = begin; u < end; u++) {
+    size_t n = u / j->hp, yy = u % j->hp;
+    float *d = j->xp + u * j->wpad * cin;
+    if (yy < g->pad_h || yy - g->pad_h >= g->height) {
+      memset(d, 0, j->wpad * cin * sizeof *d);
+      continue;
+    }
+    memset(d, 0, g->pad_w * cin * sizeof *d);
+    memcpy(d + g->pad_w * cin, j->x + ((n * g->height + yy - g->pad_h) * g->width) * cin,
+           g->width * cin * sizeof *d);
+    memset(d + (g->pad_w + g->width) * cin, 0, (j->wpad - g->pad_w - g->width) * cin * sizeof *d);
+  }
+}
+
+void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
+                        float *y, int accumulate, float *ws) {
+  const lvmmed_conv_geom *g = &c->g;
+  size_t total = c->batch * g->out_h * g->out_w;
+  size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
+  if (g->pad_h || g->pad_w) {
+    pad_job pj = {g, x, ws, hp, wpad};
+    lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
+    x = ws;
+  }
+  direct_job j = {c, x, wp, y, hp, wpad, blocks_of(total, MR), blocks_of(c->out_channels, NR), 1,
+                  1, accumulate};
+  /* Threads split the weights (channel blocks: each streams only its own panels)
+   * when they outweigh the input, else the pixels (each reads its own rows once). */
+  size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
+  size_t kdim = g->channels * g->kernel_h * g->kernel_w;
+  if (j.cblocks >= threads && total * g->channels <= 4 * c->out_channels * kdim)
+    j.cparts = threads;
+  else
+    j.pparts = threads < j.tiles ? threads : j.tiles;
+  lvmmed__parallel_for(ctx, j.cparts * j.pparts, 1, direct_range, &j);
+}
+
+/* ----- weight gradient ---------------------------------------------------------- */
+
+/* dW[t][ci][co] (tap-major, in gt) += Σ_p x_pad[p at tap t][ci] · dy[p][co]: tiles of
+ * WR input channels × NR output channels accumulate over a block of pixels in
+ * registers, broadcasting WR consecutive channels of one input pixel per step. */
+#define WR 12
+#define PIX_BLOCK 512
+
+#if DIRECT_X86
+AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyb,
+                         size_t ldy, float *gt, size_t ldg, size_t nrow, size_t ncol) {
+  __m512 c0[WR], c1[WR];
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+#pragma GCC unroll 12
+  for (int r = 0; r < WR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (size_t q = 0; q < np; q++) {
+    const float *a = xb + off[q], *b = dyb + q * ldy;
+    __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+#pragma GCC unroll 12
+    for (int r = 0; r < WR; r++) {
+      __m512 v = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);
+    }
+  }
+  /* Copy out with constant indices first: indexing c0/c1 by the run-time nrow would make
+   * GCC keep them in memory inside the loop above. */
+  float out[WR][NR];
+#pragma GCC unroll 12
+  for (int r = 0; r < WR; r++) {
+    _mm512_storeu_ps(out[r], c0[r]);
+    _mm512_storeu_ps(out[r] + 16, c1[r]);
+  }
+  for (size_t r = 0; r < nrow; r++) {
+    float *o = gt + r * ldg;
+    _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_loadu_ps(out[r]), _mm512_maskz_loadu_ps(m0, o)));
+    _mm512_mask_storeu_ps(o + 16, m1,
+                          _mm512_add_ps(_mm512_loadu_ps(out[r] + 16), _mm512_maskz_loadu_ps(m1, o + 16)));
+  }
+}
+#endif
+
+typedef struct wgrad_job {
+  const lvmmed_conv2d *c;
+  const float *x, *dy; /* x zero-padded (hp × wpad), with WR floats of slack at its end */
+  float *gt;           /* taps × cin × cout, tap-major, zeroed */
+  size_t hp, wpad, ciblocks, cblocks;
+} wgrad_job;
+
+/* Unit u = output tile (t, ci block, co block); each runs over every pixel in order. */
+static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+#if DIRECT_X86
+  const wgrad_job *j = arg;
+  const lvmmed_conv2d *c = j->c;
+  const lvmmed_conv_geom *g = &c->g;
+  size_t cin = g->channels, cout = c->out_channels, pix = g->out_h * g->out_w;
+  size_t total = c->batch * pix;
+  size_t off[PIX_BLOCK];
+  (void)chunk;
+  for (size_t p0 = 0; p0 < total; p0 += PIX_BLOCK) {
+    size_t np = total - p0 < PIX_BLOCK ? total - p0 : PIX_BLOCK;
+    size_t n = p0 / pix, q = p0 % pix, oy = q / g->out_w, ox = q % g->out_w;
+    for (size_t k = 0; k < np; k++) {
+      off[k] = ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
+      if (++ox == g->out_w) {
+        ox = 0;
+        if (++oy == g->out_h) {
+          oy = 0;
+          n++;
+        }
+      }
+    }
+    for (size_t u = begin; u < end; u++) {
+      size_t t = u / (j->ciblocks * j->cblocks), rest = u % (j->ciblocks * j->cblocks);
+      size_t cib = rest / j->cblocks, cb = rest % j->cblocks;
+      size_t ki = t / g->kernel_w, kj = t % g->kernel_w;
+      size_t ci0 = cib * WR, co0 = cb * NR;
+      size_t nrow = cin - ci0 < WR ? cin - ci0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
+      const float *xb = j->x + (ki * j->wpad + kj) * cin + ci0;
+      wtile(np, off, xb, j->dy + p0 * cout + co0, cout, j->gt + (t * cin + ci0) * cout + co0,
+            cout, nrow, ncol);
+    }
+  }
+#else
+  (void)arg;
+  (void)begin;
+  (void)end;
+  (void)chunk;
+#endif
+}
+
+size_t lvmmed__direct_wgrad_ws(const lvmmed_conv2d *c) {
+  const lvmmed_conv_geom *g = &c->g;
+  size_t padded = c->batch * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w) * g->channels;
+  return ((padded + WR + 15) & ~(size_t)15) + c->out_channels * g->channels * g->kernel_h * g->kernel_w;
+}
+
+void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                          const float *dy, float *dw, float *ws) {
+  const lvmmed_conv_geom *g = &c->g;
+  size_t cin = g->channels, cout = c->out_channels, taps = g->kernel_h * g->kernel_w;
+  size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
+  size_t padded = c->batch * hp * wpad * cin;
+  pad_job pj = {g, x, ws, hp, wpad};
+  lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
+  memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's channel slack */
+  float *gt = ws + ((padded + WR + 15) & ~(size_t)15);
+  memset(gt, 0, taps * cin * cout * sizeof *gt);
+  wgrad_job j = {c, ws, dy, gt, hp, wpad, blocks_of(cin, WR), blocks_of(cout, NR)};
+  lvmmed__parallel_for(ctx, taps * j.ciblocks * j.cblocks, 1, wgrad_range, &j);
+  /* dw[co][ci][t] += gt[t][ci][co] */
+  for (size_t co = 0; co < cout; co++)
+    for (size_t ci = 0; ci < cin; ci++)
+      for (size_t t = 0; t < taps; t++) dw[(co * cin + ci) * taps + t] += gt[(t * cin + ci) * cout + co];
+}

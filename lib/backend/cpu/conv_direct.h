@@ -1,0 +1,55 @@
+/* liblvmmed — private direct convolution of the CPU backend (AVX-512).
+ *
+ * An implicit GEMM: each 12-pixel × 32-channel tile of the NHWC output is
+ * accumulated in registers over K = taps × input channels, broadcasting the
+ * input values straight from a zero-padded copy of the image (no im2col
+ * matrix; one kernel row's taps are kernel_w·C consecutive floats) against
+ * the weights packed into 32-wide panels (tap-major).
+ * The same kernel runs the backward-data pass of stride-1 convolutions as a
+ * convolution of the output gradient with the flipped, transposed weights.
+ *
+ * Results are bit-identical for any thread count: every output is one
+ * sequential sum in a fixed K order.
+ */
+#ifndef LVMMED_CONV_DIRECT_H
+#define LVMMED_CONV_DIRECT_H
+
+#include <stddef.h>
+
+#include "backend/backend.h"
+
+/** 1 if the direct kernel can run c on this CPU (AVX-512F, dilation 1, at most
+ *  LVMMED_DIRECT_MAX_CIN input channels). */
+int lvmmed__direct_supported(const lvmmed_conv2d *c);
+
+/** Floats of packed weights for c (a multiple of 16). */
+size_t lvmmed__direct_packed_floats(const lvmmed_conv2d *c);
+
+/** Packs OIHW weights w for c into wp. */
+void lvmmed__direct_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w, float *wp);
+
+/** The stride-1 adjoint: describes into *t the convolution that maps the output
+ *  gradient of c to its input gradient, and packs the flipped, transposed
+ *  weights into wp (lvmmed__direct_packed_floats(t) floats). 0 if c is not
+ *  stride 1 (or the adjoint does not fit the kernel). */
+int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
+                           lvmmed_conv2d *t, float *wp);
+
+/** Floats of scratch lvmmed__direct_run needs for c (a zero-padded copy of the input). */
+size_t lvmmed__direct_ws(const lvmmed_conv2d *c);
+
+/** y = conv(x) (or y += when accumulate) with weights packed by lvmmed__direct_pack;
+ *  ws: lvmmed__direct_ws(c) floats. */
+void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
+                        float *y, int accumulate, float *ws);
+
+/** Floats of scratch lvmmed__direct_wgrad needs for c. */
+size_t lvmmed__direct_wgrad_ws(const lvmmed_conv2d *c);
+
+/** dw (OIHW) += the weight gradient of c for input x and output gradient dy. */
+void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                          const float *dy, float *dw, float *ws);
+
+#define LVMMED_DIRECT_MAX_CIN 4096
+
+#endif /* LVMMED_CONV_DIRECT_H */

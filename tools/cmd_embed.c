@@ -1,0 +1,171 @@
+/* lvmmed embed: backbone features of a batch of images stored as .npy. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lvmmed/lvmmed.h>
+
+#include "cli.h"
+#include "npy.h"
+
+static const char usage_text[] =
+    "usage: lvmmed embed --arch ARCH --weights W.safetensors --input X.npy --out F.npy\n"
+    "                    [--feature-map M.npy] [--train] [--batch B] [--threads T]\n\n"
+    "Runs the backbone on the images of X (float32 or float64 .npy, C order, shape\n"
+    "N x C x H x W with C = 1 or 3) and writes the pooled features (N x D, float32)\n"
+    "to F and, with --feature-map, the final feature maps (N x D x h x w) to M.\n\n"
+    "  --arch ARCH         resnet18, resnet34 or resnet50 (default resnet50)\n"
+    "  --weights W         safetensors weights (python3 -m lvmmed.convert makes them);\n"
+    "                      without it the backbone keeps torchvision's random\n"
+    "                      initialisation from --seed\n"
+    "  --train             batch norm in train mode (batch statistics) instead of eval\n"
+    "  --batch B           images per forward pass (default 32; memory grows with it)\n"
+    "  --threads T         compute threads (default: all CPUs)\n"
+    "  --seed S            seed of the random initialisation (default 0)\n";
+
+static int parse_size(const char *what, const char *s, size_t lo, size_t hi, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || s[0] == '-' || v < lo || v > hi) {
+    fprintf(stderr, "lvmmed embed: %s must be an integer in [%zu, %zu], not '%s'\n", what, lo,
+            hi, s);
+    return 0;
+  }
+  *out = (size_t)v;
+  return 1;
+}
+
+int cli_arch_from_name(const char *name, lvmmed_arch *arch) {
+  if (!strcmp(name, "resnet18")) *arch = LVMMED_ARCH_RESNET18;
+  else if (!strcmp(name, "resnet34")) *arch = LVMMED_ARCH_RESNET34;
+  else if (!strcmp(name, "resnet50")) *arch = LVMMED_ARCH_RESNET50;
+  else return 0;
+  return 1;
+}
+
+int cli_embed(int argc, char **argv) {
+  const char *arch_name = "resnet50", *weights = NULL, *input = NULL, *out = NULL, *fmap = NULL;
+  size_t batch = 32, threads = 0, seed = 0;
+  int train = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+      fputs(usage_text, stdout);
+      return CLI_OK;
+    }
+    if (!strcmp(a, "--train")) {
+      train = 1;
+      continue;
+    }
+    const char **sval = !strcmp(a, "--arch")          ? &arch_name
+                        : !strcmp(a, "--weights")     ? &weights
+                        : !strcmp(a, "--input")       ? &input
+                        : !strcmp(a, "--out")         ? &out
+                        : !strcmp(a, "--feature-map") ? &fmap
+                                                      : NULL;
+    size_t *nval = !strcmp(a, "--batch") ? &batch : !strcmp(a, "--threads") ? &threads
+                   : !strcmp(a, "--seed") ? &seed : NULL;
+    if (!sval && !nval) {
+      fprintf(stderr, "lvmmed embed: unknown option '%s'\n", a);
+      return CLI_USAGE;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "lvmmed embed: %s needs a value\n", a);
+      return CLI_USAGE;
+    }
+    const char *v = argv[++i];
+    if (sval) *sval = v;
+    else if (!parse_size(a, v, nval == &seed ? 0 : 1, nval == &threads ? 256 : (size_t)1 << 30, nval))
+      return CLI_USAGE;
+  }
+  lvmmed_arch arch;
+  if (!cli_arch_from_name(arch_name, &arch)) {
+    fprintf(stderr, "lvmmed embed: unknown architecture '%s' (resnet18, resnet34, resnet50)\n",
+            arch_name);
+    return CLI_USAGE;
+  }
+  if (!input || !out) {
+    fputs("lvmmed embed: --input and --out are required\n\n", stderr);
+    fputs(usage_text, stderr);
+    return CLI_USAGE;
+  }
+
+  char err[512];
+  npy_array x;
+  memset(&x, 0, sizeof x);
+  if (npy_read(input, &x, err, sizeof err) != 0 || npy_to_float32(&x, err, sizeof err) != 0) {
+    fprintf(stderr, "lvmmed embed: %s\n", err);
+    npy_free(&x);
+    return CLI_FAILED;
+  }
+  if (x.ndim != 4 || (x.shape[1] != 1 && x.shape[1] != 3) || x.shape[0] == 0) {
+    fprintf(stderr, "lvmmed embed: %s: expected shape N x C x H x W with C = 1 or 3, got %zu dims",
+            input, x.ndim);
+    for (size_t d = 0; d < x.ndim; d++) fprintf(stderr, "%s%zu", d ? " x " : " (", x.shape[d]);
+    fputs(x.ndim ? ")\n" : "\n", stderr);
+    npy_free(&x);
+    return CLI_FAILED;
+  }
+  size_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+
+  int rc = CLI_FAILED;
+  lvmmed_ctx *ctx = NULL;
+  lvmmed_backbone *bb = NULL;
+  float *pooled = NULL, *maps = NULL;
+  lvmmed_status st = lvmmed_ctx_create(&ctx);
+  if (st == LVMMED_OK && threads) st = lvmmed_ctx_set_option(ctx, LVMMED_CTX_OPT_THREADS, (int64_t)threads);
+  if (st == LVMMED_OK) st = lvmmed_ctx_set_option(ctx, LVMMED_CTX_OPT_SEED, (int64_t)seed);
+  if (st == LVMMED_OK) st = lvmmed_backbone_create(ctx, arch, c, &bb);
+  if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_GRAD, 0);
+  if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_FROZEN, 1);
+  if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_TRAIN, train);
+  size_t missing = 0, unexpected = 0;
+  if (st == LVMMED_OK && weights)
+    st = lvmmed_backbone_load(bb, weights, LVMMED_LOAD_IGNORE_PROJECTOR, &missing, &unexpected);
+  if (st != LVMMED_OK) {
+    fprintf(stderr, "lvmmed embed: %s\n", ctx ? lvmmed_ctx_last_error(ctx) : "cannot create a context");
+    goto done;
+  }
+  if (!weights) fputs("lvmmed embed: no --weights: using random initial weights\n", stderr);
+  if (missing || unexpected)
+    fprintf(stderr, "lvmmed embed: %s: %zu backbone tensors missing, %zu unexpected (ignored)\n",
+            weights, missing, unexpected);
+  size_t d, mh, mw;
+  if (lvmmed_backbone_map_shape(bb, h, w, &d, &mh, &mw) != LVMMED_OK) {
+    fprintf(stderr, "lvmmed embed: %s\n", lvmmed_ctx_last_error(ctx));
+    goto done;
+  }
+  pooled = malloc(n * d * sizeof *pooled);
+  if (fmap) maps = malloc(n * d * mh * mw * sizeof *maps);
+  if (!pooled || (fmap && !maps)) {
+    fputs("lvmmed embed: out of memory\n", stderr);
+    goto done;
+  }
+  const float *xs = x.data;
+  for (size_t b0 = 0; b0 < n; b0 += batch) {
+    size_t nb = n - b0 < batch ? n - b0 : batch;
+    st = lvmmed_backbone_forward(bb, xs + b0 * c * h * w, nb, h, w, pooled + b0 * d,
+                                 maps ? maps + b0 * d * mh * mw : NULL);
+    if (st != LVMMED_OK) {
+      fprintf(stderr, "lvmmed embed: images %zu..%zu: %s\n", b0, b0 + nb - 1,
+              lvmmed_ctx_last_error(ctx));
+      goto done;
+    }
+  }
+  size_t pshape[2] = {n, d}, mshape[4] = {n, d, mh, mw};
+  if (npy_write(out, NPY_FLOAT32, pooled, 2, pshape, err, sizeof err) != 0 ||
+      (fmap && npy_write(fmap, NPY_FLOAT32, maps, 4, mshape, err, sizeof err) != 0)) {
+    fprintf(stderr, "lvmmed embed: %s\n", err);
+    goto done;
+  }
+  rc = CLI_OK;
+done:
+  free(pooled);
+  free(maps);
+  lvmmed_backbone_free(bb);
+  lvmmed_ctx_release(ctx);
+  npy_free(&x);
+  return rc;
+}
