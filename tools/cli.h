@@ -26,6 +26,10 @@ int cli_lap(int argc, char **argv);
 /* Backbone architecture from its name ("resnet50", ...); 0 if unknown (cmd_embed.c). */
 int cli_arch_from_name(const char *name, lvmmed_arch *arch);
 
+/* The one FILE operand of a command: rejects an unknown option or a second file
+ * (printing why, prefixed with cmd) with CLI_USAGE, else stores arg in *path. */
+int cli_take_file(const char *cmd, const char *arg, const char **path);
+
 /* 1 if argv[i] for some i >= 1 is -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

@@ -38,14 +38,8 @@ int cli_lap(int argc, char **argv) {
       json = 1;
     } else if (!strcmp(a, "--maximize")) {
       maximize = 1;
-    } else if (a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "lvmmed lap: unknown option '%s'\n", a);
+    } else if (cli_take_file("lvmmed lap", a, &path) != CLI_OK) {
       return CLI_USAGE;
-    } else if (path) {
-      fprintf(stderr, "lvmmed lap: more than one file given ('%s', '%s')\n", path, a);
-      return CLI_USAGE;
-    } else {
-      path = a;
     }
   }
   if (!path) {

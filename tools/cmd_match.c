@@ -86,14 +86,8 @@ int cli_match(int argc, char **argv) {
         lvmmed_ctx_option_bounds(LVMMED_CTX_OPT_SEED, &lo, &hi);
         if (parse_int(a, v, lo, hi, &seed)) return CLI_USAGE;
       }
-    } else if (a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "lvmmed match: unknown option '%s'\n", a);
+    } else if (cli_take_file("lvmmed match", a, &path) != CLI_OK) {
       return CLI_USAGE;
-    } else if (path) {
-      fprintf(stderr, "lvmmed match: more than one file given ('%s', '%s')\n", path, a);
-      return CLI_USAGE;
-    } else {
-      path = a;
     }
   }
   if (!path) {

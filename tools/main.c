@@ -24,6 +24,19 @@ static void usage(FILE *out) {
   fputs("\nRun 'lvmmed <command> --help' for the options of a command.\n", out);
 }
 
+int cli_take_file(const char *cmd, const char *arg, const char **path) {
+  if (arg[0] == '-' && arg[1] != '\0') {
+    fprintf(stderr, "%s: unknown option '%s'\n", cmd, arg);
+    return CLI_USAGE;
+  }
+  if (*path) {
+    fprintf(stderr, "%s: more than one file given ('%s', '%s')\n", cmd, *path, arg);
+    return CLI_USAGE;
+  }
+  *path = arg;
+  return CLI_OK;
+}
+
 int cli_wants_help(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
