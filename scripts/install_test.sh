@@ -27,11 +27,19 @@ export PKG_CONFIG_LIBDIR="$(dirname "$pc")"
 echo "pkg-config --cflags --libs lvmmed: $(pkg-config --cflags --libs lvmmed)"
 cp -r "$root/examples" "$tmp/examples"
 rm -f "$tmp/examples/meson.build"
-make -s -C "$tmp/examples" CFLAGS="-O2 -Wall -Wextra -Werror" CXXFLAGS="-O2 -Wall -Wextra -Werror"
+make -s -C "$tmp/examples" CFLAGS="-O2 -Wall -Wextra -Werror -pedantic" \
+  CXXFLAGS="-O2 -Wall -Wextra -Werror -pedantic"
 # Run against the installed copy only: the build tree must not be what is found.
 cd "$tmp/examples"
-LD_LIBRARY_PATH="$libdir" make -s run
-for e in context_info context_info_cpp; do
+LD_LIBRARY_PATH="$libdir" make -s run IMAGES="$root/tests/image/data" QAPLIB="$root/tests/graph/data/chr12a"
+# The same output checks as the in-tree tests (examples/check_examples.sh).
+export LD_LIBRARY_PATH="$libdir"
+sh ./check_examples.sh usage ./pretrain_minimal ./embed ./match_qaplib
+sh ./check_examples.sh qaplib ./match_qaplib "$root/tests/graph/data/chr12a.dat" "$root/tests/graph/data/chr12a.sln"
+sh ./check_examples.sh embed ./embed "$root/tests/image/data" "$tmp/work"
+sh ./check_examples.sh pretrain ./pretrain_minimal ./embed "$root/tests/image/data" "$tmp/work"
+unset LD_LIBRARY_PATH
+for e in context_info context_info_cpp pretrain_minimal embed match_qaplib match_points_cpp; do
   LD_LIBRARY_PATH="$libdir" ldd "./$e" | grep -q "$libdir/liblvmmed.so.0" || { echo "install_test: $e did not load the installed library"; exit 1; }
 done
 LD_LIBRARY_PATH="$libdir" "$bindir/lvmmed" version

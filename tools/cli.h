@@ -22,6 +22,8 @@ int cli_bench(int argc, char **argv);
 int cli_image(int argc, char **argv);
 int cli_match(int argc, char **argv);
 int cli_lap(int argc, char **argv);
+int cli_probe(int argc, char **argv);
+int cli_pretrain(int argc, char **argv);
 
 /* Backbone architecture from its name ("resnet50", ...); 0 if unknown (cmd_embed.c). */
 int cli_arch_from_name(const char *name, lvmmed_arch *arch);

@@ -4,12 +4,14 @@
 #include "cli.h"
 
 static const cli_command commands[] = {
+    {"pretrain", "LVM-Med pretraining of a backbone on a folder of images", cli_pretrain},
     {"version", "print library, header and ABI versions, and the available backends", cli_version},
     {"embed", "backbone features (pooled, feature maps) of .npy images", cli_embed},
     {"bench", "benchmark the library's kernels (backbone images/s)", cli_bench},
     {"image", "inspect or decode a PNG/TIFF/JPEG file (info, decode to .npy)", cli_image},
     {"match", "solve a QAPLIB graph-matching instance (quadratic assignment)", cli_match},
     {"lap", "solve a dense linear assignment problem from a .npy cost matrix", cli_lap},
+    {"probe", "linear probe, k-NN and AUC of frozen features on labeled image folders", cli_probe},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -204,7 +204,10 @@ typedef enum lvmmed_load_flags {
  * mode; a malformed file gives LVMMED_ERR_FORMAT naming the offending
  * tensor. On any error nothing is changed. *missing and *unexpected (may be
  * NULL) receive the counts of backbone tensors absent from the file and file
- * tensors the backbone has no use for; their names go to the log.
+ * tensors the backbone has no use for; their names go to the log. Tensors
+ * whose names start with "lvmmed." (state that the library's own training
+ * checkpoints keep beside the weights) are skipped silently: neither loaded,
+ * counted nor logged.
  */
 LVMMED_API lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path,
                                               unsigned flags, size_t *missing,
@@ -214,6 +217,29 @@ LVMMED_API lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *p
 LVMMED_API lvmmed_status lvmmed_backbone_load_memory(lvmmed_backbone *bb, const void *data,
                                                      size_t size, unsigned flags,
                                                      size_t *missing, size_t *unexpected);
+
+/**
+ * Creates a backbone for in_channels (1 or 3) input channels from a
+ * safetensors file and loads its weights (as lvmmed_backbone_load, not
+ * strict about extra tensors, which are logged). The architecture is the
+ * file's "lvmmed_arch" metadata (written by lvmmed_backbone_save and the
+ * library's checkpoints); without it (files converted from torchvision) it is
+ * inferred from the tensor names: "layer1.0.conv3.weight" means resnet50,
+ * else "layer3.5.conv1.weight" resnet34, else resnet18 (the file must then
+ * have "conv1.weight"). The projector is shaped like the file's:
+ * "projector.weight" gives a one-layer projector of its output width,
+ * "projector.0.weight" and "projector.3.weight" a two-layer one, none
+ * removes it (LVMMED_BACKBONE_OPT_PROJ_OUT = 0). The backbone is in eval
+ * mode with the context's other defaults. Errors: LVMMED_ERR_IO and
+ * LVMMED_ERR_LIMIT (reading), LVMMED_ERR_FORMAT (malformed file, unknown
+ * lvmmed_arch, not a ResNet), LVMMED_ERR_SHAPE (a tensor that does not fit
+ * the architecture), LVMMED_ERR_NOT_FOUND (backbone tensors missing from the
+ * file; their names go to the log), LVMMED_ERR_INVALID_ARGUMENT. *out is
+ * NULL on failure. Holds a reference on ctx.
+ */
+LVMMED_API lvmmed_status lvmmed_backbone_create_from_file(lvmmed_ctx *ctx, const char *path,
+                                                          size_t in_channels,
+                                                          lvmmed_backbone **out);
 
 /**
  * Saves every tensor (float32) and the batch-norm counters (int64

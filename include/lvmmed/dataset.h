@@ -125,6 +125,16 @@ LVMMED_API lvmmed_status lvmmed_dataset_stat(const lvmmed_dataset *ds,
 LVMMED_API lvmmed_status lvmmed_dataset_start_epoch(lvmmed_dataset *ds, uint32_t epoch);
 
 /**
+ * lvmmed_dataset_start_epoch, then skips the first position items of the
+ * epoch's order without reading them (position <= item count, else
+ * LVMMED_ERR_OUT_OF_RANGE): the batches that follow are the ones an
+ * uninterrupted epoch would deliver after position items, which is how a run
+ * resumes from a checkpoint.
+ */
+LVMMED_API lvmmed_status lvmmed_dataset_start_epoch_at(lvmmed_dataset *ds, uint32_t epoch,
+                                                       uint64_t position);
+
+/**
  * Fills up to max_images images of the current epoch: view 0 of image b
  * at views_s + b * 3*S*S, view 1 at views_t + b * 3*S*S, grids at
  * grids_s/grids_t + b * N*N*2 (grids may be NULL), the item index at

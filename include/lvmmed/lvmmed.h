@@ -18,5 +18,6 @@
 #include <lvmmed/affinity.h>
 #include <lvmmed/imle.h>
 #include <lvmmed/optim.h>
+#include <lvmmed/pretrain.h>
 
 #endif /* LVMMED_H */

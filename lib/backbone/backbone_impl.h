@@ -113,4 +113,12 @@ lvmmed_status lvmmed__bb_load_bytes(lvmmed_backbone *bb, const unsigned char *by
                                     unsigned flags, size_t *missing, size_t *unexpected,
                                     const char *origin);
 
+/** Fills e (room for ntensors + ncounters entries) with the state dict in
+ *  lvmmed_backbone_save's order, pointing at the live tensors; returns the count. */
+struct lvmmed_st_entry;
+size_t lvmmed__bb_state_entries(const lvmmed_backbone *bb, struct lvmmed_st_entry *e);
+
+/** "resnet18", "resnet34" or "resnet50". */
+const char *lvmmed__bb_arch_name(lvmmed_arch arch);
+
 #endif /* LVMMED_BACKBONE_IMPL_H */

@@ -321,6 +321,40 @@ static json_t *build_header(const lvmmed_st_entry *entries, size_t count,
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
 
+/* Makes a rename durable: fsync of the folder that holds path (best effort). */
+static void sync_parent_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char dir[4096];
+  if (!slash) {
+    snprintf(dir, sizeof dir, ".");
+  } else if ((size_t)(slash - path) < sizeof dir) {
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = 0;
+  } else {
+    return;
+  }
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+json_t *lvmmed__st_metadata(const unsigned char *bytes, size_t size) {
+  if (size < 8) return NULL;
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)bytes[i] << (8 * i);
+  if (hlen > LVMMED_ST_HEADER_MAX || hlen > size - 8) return NULL;
+  json_t *root = json_loadb((const char *)bytes + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, NULL);
+  if (!root) return NULL;
+  json_t *meta = json_object_get(root, "__metadata__");
+  if (meta && json_is_object(meta)) json_incref(meta);
+  else meta = NULL;
+  json_decref(root);
+  return meta;
+}
+
 lvmmed_status lvmmed__st_write(lvmmed_ctx *ctx, const char *path, const lvmmed_st_entry *entries,
                                size_t count, const char *const *meta_kv, size_t nmeta) {
   json_t *root = build_header(entries, count, meta_kv, nmeta);
@@ -356,6 +390,8 @@ lvmmed_status lvmmed__st_write(lvmmed_ctx *ctx, const char *path, const lvmmed_s
       ok = write_all(f, b, 8);
     }
   }
+  /* Durable before visible: the data reaches the disk before the rename publishes it. */
+  if (ok && (fflush(f) != 0 || fsync(fileno(f)) != 0)) ok = 0;
   if (fclose(f) != 0) ok = 0;
   if (!ok) {
     st = lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
@@ -366,6 +402,8 @@ lvmmed_status lvmmed__st_write(lvmmed_ctx *ctx, const char *path, const lvmmed_s
     st = lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot rename to %s: %s", tmp, path,
                       strerror(errno));
     remove(tmp);
+  } else {
+    sync_parent_dir(path);
   }
 out:
   lvmmed__free(ctx, tmp);

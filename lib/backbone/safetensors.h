@@ -74,4 +74,9 @@ typedef struct lvmmed_st_entry {
 lvmmed_status lvmmed__st_write(lvmmed_ctx *ctx, const char *path, const lvmmed_st_entry *entries,
                                size_t count, const char *const *meta_kv, size_t nmeta);
 
+/** The "__metadata__" object of a safetensors image (a new reference, NULL when absent or
+ *  unreadable; parse the file first for validation). */
+struct json_t;
+struct json_t *lvmmed__st_metadata(const unsigned char *bytes, size_t size);
+
 #endif /* LVMMED_SAFETENSORS_H */

@@ -2,6 +2,7 @@
 #include "lvmmed_config.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,6 +40,10 @@ static int is_rgb_to_gray(const lvmmed_backbone *bb, const bb_tensor *t,
          s->shape[0] == t->shape[0] && s->shape[1] == 3 && s->shape[2] == t->shape[2] &&
          s->shape[3] == t->shape[3];
 }
+
+/* Names under "lvmmed." hold state the library's own checkpoints keep beside the
+ * weights (optimizer moments, step counters, ...): never the backbone's, never unexpected. */
+static int is_reserved(const char *name) { return !strncmp(name, "lvmmed.", 7); }
 
 /* A file tensor the backbone has a use for (a float tensor or a counter). */
 static int known_name(const lvmmed_backbone *bb, const char *name) {
@@ -102,10 +107,12 @@ lvmmed_status lvmmed__bb_load_bytes(lvmmed_backbone *bb, const unsigned char *by
       goto done;
     }
   }
-  nunexp = f.count - matched;
+  size_t nreserved = 0;
+  for (size_t j = 0; j < f.count; j++) nreserved += is_reserved(f.tensors[j].name) != 0;
+  nunexp = f.count - matched - nreserved;
   if (nunexp) { /* name them: every file tensor no backbone name matched */
     for (size_t j = 0; j < f.count; j++)
-      if (!known_name(bb, f.tensors[j].name))
+      if (!known_name(bb, f.tensors[j].name) && !is_reserved(f.tensors[j].name))
         lvmmed__log(ctx, LVMMED_LOG_WARN, "%s: unexpected tensor %.128s", origin, f.tensors[j].name);
   }
   if ((flags & LVMMED_LOAD_STRICT) && (nmiss || nunexp)) {
@@ -170,14 +177,11 @@ lvmmed_status lvmmed_backbone_load_memory(lvmmed_backbone *bb, const void *data,
   return lvmmed__bb_load_bytes(bb, data, size, flags, missing, unexpected, "(memory)");
 }
 
-lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path, unsigned flags,
-                                   size_t *missing, size_t *unexpected) {
-  if (!bb) return LVMMED_ERR_INVALID_ARGUMENT;
-  lvmmed_ctx *ctx = bb->ctx;
-  if (!path) return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_load: path is NULL");
-  if (flags & ~(unsigned)(LVMMED_LOAD_STRICT | LVMMED_LOAD_IGNORE_PROJECTOR))
-    return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_load: unknown flags 0x%x",
-                        flags);
+/* Reads the whole regular file at path into *bytes (lvmmed__alloc'ed, *size bytes). */
+static lvmmed_status read_file(lvmmed_ctx *ctx, const char *path, unsigned char **bytes,
+                               size_t *size) {
+  *bytes = NULL;
+  *size = 0;
   FILE *f = fopen(path, "rb");
   if (!f) return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
   struct stat sb;
@@ -190,31 +194,41 @@ lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path, unsign
     return lvmmed__fail(ctx, LVMMED_ERR_LIMIT, "%s: %lld bytes is larger than the %zu-byte limit",
                         path, (long long)sb.st_size, LOAD_FILE_MAX);
   }
-  size_t size = (size_t)sb.st_size;
-  unsigned char *bytes = lvmmed__alloc(ctx, size ? size : 1);
-  if (!bytes) {
+  size_t n = (size_t)sb.st_size;
+  unsigned char *b = lvmmed__alloc(ctx, n ? n : 1);
+  if (!b) {
     fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, size);
+    return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, n);
   }
-  size_t got = fread(bytes, 1, size, f);
+  size_t got = fread(b, 1, n, f);
   int err = ferror(f);
   fclose(f);
-  lvmmed_status st;
-  if (got != size || err)
-    st = lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, size);
-  else
-    st = lvmmed__bb_load_bytes(bb, bytes, size, flags, missing, unexpected, path);
+  if (got != n || err) {
+    lvmmed__free(ctx, b);
+    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+  }
+  *bytes = b;
+  *size = n;
+  return LVMMED_OK;
+}
+
+lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path, unsigned flags,
+                                   size_t *missing, size_t *unexpected) {
+  if (!bb) return LVMMED_ERR_INVALID_ARGUMENT;
+  lvmmed_ctx *ctx = bb->ctx;
+  if (!path) return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_load: path is NULL");
+  if (flags & ~(unsigned)(LVMMED_LOAD_STRICT | LVMMED_LOAD_IGNORE_PROJECTOR))
+    return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_load: unknown flags 0x%x",
+                        flags);
+  unsigned char *bytes;
+  size_t size;
+  lvmmed_status st = read_file(ctx, path, &bytes, &size);
+  if (st == LVMMED_OK) st = lvmmed__bb_load_bytes(bb, bytes, size, flags, missing, unexpected, path);
   lvmmed__free(ctx, bytes);
   return st;
 }
 
-lvmmed_status lvmmed_backbone_save(const lvmmed_backbone *bb, const char *path) {
-  if (!bb) return LVMMED_ERR_INVALID_ARGUMENT;
-  lvmmed_ctx *ctx = bb->ctx;
-  if (!path) return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_save: path is NULL");
-  size_t n = bb->ntensors + bb->ncounters;
-  lvmmed_st_entry *e = lvmmed__calloc(ctx, n, sizeof *e);
-  if (!e) return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "lvmmed_backbone_save: no memory");
+size_t lvmmed__bb_state_entries(const lvmmed_backbone *bb, lvmmed_st_entry *e) {
   /* state_dict order: each BN's counter follows its running_var. */
   size_t k = 0, c = 0;
   for (size_t i = 0; i < bb->ntensors; i++) {
@@ -236,8 +250,151 @@ lvmmed_status lvmmed_backbone_save(const lvmmed_backbone *bb, const char *path) 
     e[k].name = bb->counters[c].name;
     e[k].i64 = *bb->counters[c].value;
   }
+  return k;
+}
+
+const char *lvmmed__bb_arch_name(lvmmed_arch arch) { return arch_name(arch); }
+
+lvmmed_status lvmmed_backbone_save(const lvmmed_backbone *bb, const char *path) {
+  if (!bb) return LVMMED_ERR_INVALID_ARGUMENT;
+  lvmmed_ctx *ctx = bb->ctx;
+  if (!path) return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_save: path is NULL");
+  size_t n = bb->ntensors + bb->ncounters;
+  lvmmed_st_entry *e = lvmmed__calloc(ctx, n, sizeof *e);
+  if (!e) return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "lvmmed_backbone_save: no memory");
+  size_t k = lvmmed__bb_state_entries(bb, e);
   const char *meta[4] = {"format", "pt", "lvmmed_arch", arch_name(bb->arch)};
   lvmmed_status st = lvmmed__st_write(ctx, path, e, k, meta, 2);
   lvmmed__free(ctx, e);
   return st;
+}
+
+/* The string value of __metadata__[key] of a header lvmmed__st_parse accepted, copied to
+ * buf; 0 if absent. */
+static int metadata_value(const unsigned char *bytes, const char *key, char *buf, size_t len) {
+  uint64_t hlen = 0;
+  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | bytes[i];
+  json_t *root = json_loadb((const char *)bytes + 8, (size_t)hlen, 0, NULL);
+  const char *v = json_string_value(json_object_get(json_object_get(root, "__metadata__"), key));
+  int found = v != NULL;
+  if (found) snprintf(buf, len, "%s", v);
+  json_decref(root);
+  return found;
+}
+
+/* Architecture named by the file's "lvmmed_arch" metadata (lvmmed_backbone_save writes it),
+ * else inferred from the deepest blocks present: bottleneck convs (conv3) only exist in
+ * resnet50, a sixth block of layer3 only in resnet34. */
+static lvmmed_status file_arch(lvmmed_ctx *ctx, const unsigned char *bytes,
+                               const lvmmed_st_file *f, const char *path, lvmmed_arch *arch) {
+  char name[64];
+  if (metadata_value(bytes, "lvmmed_arch", name, sizeof name)) {
+    static const lvmmed_arch all[] = {LVMMED_ARCH_RESNET18, LVMMED_ARCH_RESNET34,
+                                      LVMMED_ARCH_RESNET50};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+      if (!strcmp(name, arch_name(all[i]))) {
+        *arch = all[i];
+        return LVMMED_OK;
+      }
+    return lvmmed__fail(ctx, LVMMED_ERR_FORMAT,
+                        "%s: metadata lvmmed_arch = \"%.40s\" is not resnet18, resnet34 or resnet50",
+                        path, name);
+  }
+  if (!lvmmed__st_find(f, "conv1.weight"))
+    return lvmmed__fail(ctx, LVMMED_ERR_FORMAT,
+                        "%s: no \"conv1.weight\" and no lvmmed_arch metadata: not a ResNet state dict",
+                        path);
+  if (lvmmed__st_find(f, "layer1.0.conv3.weight")) *arch = LVMMED_ARCH_RESNET50;
+  else if (lvmmed__st_find(f, "layer3.5.conv1.weight")) *arch = LVMMED_ARCH_RESNET34;
+  else *arch = LVMMED_ARCH_RESNET18;
+  return LVMMED_OK;
+}
+
+/* Every architecture's stem is a 64 x C x 7 x 7 convolution: a cheap check before the
+ * backbone (tens of megabytes) is built. */
+static lvmmed_status check_stem(lvmmed_ctx *ctx, const lvmmed_st_file *f, const char *path,
+                                lvmmed_arch arch) {
+  const lvmmed_st_tensor *t = lvmmed__st_find(f, "conv1.weight");
+  if (!t || (t->ndim == 4 && t->shape[0] == 64 && t->shape[2] == 7 && t->shape[3] == 7))
+    return LVMMED_OK; /* absent: reported as missing by the load */
+  char got[160];
+  shape_text(got, sizeof got, t->ndim, t->shape);
+  return lvmmed__fail(ctx, LVMMED_ERR_SHAPE, "%s: tensor \"conv1.weight\" has shape %s, the %s backbone needs [64, C, 7, 7]",
+                      path, got, arch_name(arch));
+}
+
+/* Projector options that give the file's projector tensors their names and shapes. */
+static lvmmed_status file_projector(lvmmed_ctx *ctx, const lvmmed_st_file *f, const char *path,
+                                    int64_t *hidden, int64_t *out) {
+  const lvmmed_st_tensor *one = lvmmed__st_find(f, "projector.weight");
+  const lvmmed_st_tensor *first = lvmmed__st_find(f, "projector.0.weight");
+  const lvmmed_st_tensor *last = lvmmed__st_find(f, "projector.3.weight");
+  *hidden = 0;
+  *out = 0;
+  if (one) {
+    if (one->ndim != 2)
+      return lvmmed__fail(ctx, LVMMED_ERR_SHAPE, "%s: projector.weight has %zu dimensions, expected 2",
+                          path, one->ndim);
+    *out = (int64_t)one->shape[0];
+  } else if (first || last) {
+    if (!first || !last || first->ndim != 2 || last->ndim != 2)
+      return lvmmed__fail(ctx, LVMMED_ERR_SHAPE,
+                          "%s: a two-layer projector needs 2-D projector.0.weight and projector.3.weight",
+                          path);
+    *hidden = (int64_t)first->shape[0];
+    *out = (int64_t)last->shape[0];
+  }
+  return LVMMED_OK;
+}
+
+lvmmed_status lvmmed_backbone_create_from_file(lvmmed_ctx *ctx, const char *path,
+                                               size_t in_channels, lvmmed_backbone **out) {
+  if (!ctx) return LVMMED_ERR_INVALID_ARGUMENT;
+  if (!out)
+    return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_create_from_file: out is NULL");
+  *out = NULL;
+  if (!path)
+    return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_backbone_create_from_file: path is NULL");
+  if (in_channels != 1 && in_channels != 3) /* before reading a large file */
+    return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT,
+                        "lvmmed_backbone_create_from_file: in_channels = %zu, expected 1 or 3", in_channels);
+  unsigned char *bytes;
+  size_t size;
+  lvmmed_status st = read_file(ctx, path, &bytes, &size);
+  if (st != LVMMED_OK) return st;
+  lvmmed_st_file f;
+  st = lvmmed__st_parse(ctx, bytes, size, path, &f);
+  if (st != LVMMED_OK) {
+    lvmmed__free(ctx, bytes);
+    return st;
+  }
+  lvmmed_arch arch = LVMMED_ARCH_RESNET18;
+  int64_t hidden = 0, proj = 0, lo, hi;
+  lvmmed_backbone *bb = NULL;
+  st = file_arch(ctx, bytes, &f, path, &arch);
+  if (st == LVMMED_OK) st = file_projector(ctx, &f, path, &hidden, &proj);
+  if (st == LVMMED_OK) st = check_stem(ctx, &f, path, arch);
+  lvmmed__st_free(ctx, &f);
+  if (st == LVMMED_OK) {
+    lvmmed_backbone_option_bounds(LVMMED_BACKBONE_OPT_PROJ_OUT, &lo, &hi);
+    if (proj > hi || hidden > hi)
+      st = lvmmed__fail(ctx, LVMMED_ERR_SHAPE, "%s: projector of %lld x %lld exceeds the limit %lld",
+                        path, (long long)hidden, (long long)proj, (long long)hi);
+  }
+  if (st == LVMMED_OK) st = lvmmed_backbone_create(ctx, arch, in_channels, &bb);
+  if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_PROJ_HIDDEN, hidden);
+  if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_PROJ_OUT, proj);
+  size_t missing = 0;
+  if (st == LVMMED_OK) st = lvmmed__bb_load_bytes(bb, bytes, size, 0, &missing, NULL, path);
+  if (st == LVMMED_OK && missing)
+    st = lvmmed__fail(ctx, LVMMED_ERR_NOT_FOUND,
+                      "%s: %zu tensors of the %s backbone are missing from the file (names in the log)",
+                      path, missing, arch_name(arch));
+  lvmmed__free(ctx, bytes);
+  if (st != LVMMED_OK) {
+    lvmmed_backbone_free(bb);
+    return st;
+  }
+  *out = bb;
+  return LVMMED_OK;
 }

@@ -246,10 +246,18 @@ static lvmmed_status ensure_slots(lvmmed_dataset *ds) {
 }
 
 lvmmed_status lvmmed_dataset_start_epoch(lvmmed_dataset *ds, uint32_t epoch) {
+  return lvmmed_dataset_start_epoch_at(ds, epoch, 0);
+}
+
+lvmmed_status lvmmed_dataset_start_epoch_at(lvmmed_dataset *ds, uint32_t epoch, uint64_t position) {
   if (!ds) return LVMMED_ERR_INVALID_ARGUMENT;
   if (epoch >= LVMMED_AUG_MAX_EPOCH)
     return lvmmed__fail(ds->ctx, LVMMED_ERR_OUT_OF_RANGE, "lvmmed_dataset_start_epoch: epoch %u >= 2^19", epoch);
   if (ds->nitems == 0) return lvmmed__fail(ds->ctx, LVMMED_ERR_STATE, "lvmmed_dataset_start_epoch: no items");
+  if (position > ds->nitems)
+    return lvmmed__fail(ds->ctx, LVMMED_ERR_OUT_OF_RANGE,
+                        "lvmmed_dataset_start_epoch_at: position %llu > %zu items",
+                        (unsigned long long)position, ds->nitems);
   char err[LVMMED_IMG_ERR_MAX];
   lvmmed_status st = lvmmed__aug_check(&ds->cfg, err, sizeof err);
   if (st != LVMMED_OK) return lvmmed__fail(ds->ctx, st, "lvmmed_dataset_start_epoch: %s", err);
@@ -274,7 +282,8 @@ lvmmed_status lvmmed_dataset_start_epoch(lvmmed_dataset *ds, uint32_t epoch) {
   }
   for (size_t i = 0; i < ds->nslots; i++) ds->slots[i].ready = 0;
   ds->epoch = epoch;
-  ds->consumed = ds->claimed = 0;
+  /* Items before position are skipped unread: views depend only on (seed, item, epoch). */
+  ds->consumed = ds->claimed = (size_t)position;
   ds->stop = 0;
   ds->running = 1;
   if (W) {

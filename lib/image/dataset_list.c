@@ -175,7 +175,7 @@ lvmmed_status lvmmed_dataset_add_folder(lvmmed_dataset *ds, const char *folder) 
   path_list files = {0};
   st = walk(ds, folder, 0, &files, err, sizeof err);
   if (st == LVMMED_OK) {
-    qsort(files.v, files.n, sizeof *files.v, cmp_paths);
+    if (files.n) qsort(files.v, files.n, sizeof *files.v, cmp_paths); /* v is NULL when empty */
     for (size_t i = 0; i < files.n && st == LVMMED_OK; i++) st = lvmmed__ds_append_file(ds, files.v[i], err, sizeof err);
   }
   for (size_t i = 0; i < files.n; i++) lvmmed__free(ds->ctx, files.v[i]);

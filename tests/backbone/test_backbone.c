@@ -412,6 +412,149 @@ START_TEST(test_save_load_round_trip) {
 }
 END_TEST
 
+/* lvmmed_backbone_create_from_file: architecture from metadata or tensor names, projector
+ * shape from the file, "lvmmed.*" tensors skipped without a warning. */
+static int warnings;
+static void count_warnings(void *user, lvmmed_log_level level, const char *message) {
+  (void)user;
+  (void)message;
+  if (level >= LVMMED_LOG_WARN) warnings++;
+}
+
+/* Writes bb's tensors (all but the one called skip) plus extra entries, without metadata
+ * unless meta (key, value) is given. */
+static void write_like(lvmmed_backbone *bb, const char *path, const char *skip,
+                       const lvmmed_st_entry *extra, size_t nextra, const char *const *meta) {
+  size_t n = lvmmed_backbone_tensor_count(bb), k = 0;
+  lvmmed_st_entry *e = calloc(n + nextra, sizeof *e);
+  ck_assert_ptr_nonnull(e);
+  for (size_t i = 0; i < n; i++) {
+    size_t ndim, shape[LVMMED_TENSOR_MAX_DIMS];
+    float *data;
+    const char *name;
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_tensor(bb, i, &name, NULL, &ndim, shape, NULL, &data, NULL));
+    if (skip && !strcmp(name, skip)) continue;
+    e[k].name = name;
+    e[k].ndim = ndim;
+    memcpy(e[k].shape, shape, ndim * sizeof shape[0]);
+    e[k].f32 = data;
+    k++;
+  }
+  for (size_t i = 0; i < nextra; i++) e[k++] = extra[i];
+  ck_assert_lvmmed_ok(ctx, lvmmed__st_write(ctx, path, e, k, meta, meta ? 1 : 0));
+  free(e);
+}
+
+static void assert_same_tensors(lvmmed_backbone *a, lvmmed_backbone *b) {
+  ck_assert_uint_eq(lvmmed_backbone_tensor_count(a), lvmmed_backbone_tensor_count(b));
+  for (size_t i = 0; i < lvmmed_backbone_tensor_count(a); i++) {
+    const char *na, *nb;
+    size_t n;
+    float *da, *db;
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_tensor(a, i, &na, NULL, NULL, NULL, &n, &da, NULL));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_tensor(b, i, &nb, NULL, NULL, NULL, NULL, &db, NULL));
+    ck_assert_str_eq(na, nb);
+    ck_assert_msg(memcmp(da, db, n * sizeof(float)) == 0, "%s differs", na);
+  }
+}
+
+START_TEST(test_create_from_file) {
+  char path[256];
+  snprintf(path, sizeof path, "%s", temp_path("cff"));
+  ck_assert_lvmmed_ok(ctx, lvmmed_ctx_set_option(ctx, LVMMED_CTX_OPT_LOG_LEVEL, LVMMED_LOG_DEBUG));
+  ck_assert_lvmmed_ok(ctx, lvmmed_ctx_set_log_callback(ctx, count_warnings, NULL));
+  /* 1. lvmmed_backbone_save's file: metadata names the arch; two-layer projector */
+  lvmmed_backbone *a = make(ctx, LVMMED_ARCH_RESNET18, 3), *b = NULL;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(a, LVMMED_BACKBONE_OPT_PROJ_HIDDEN, 32));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(a, LVMMED_BACKBONE_OPT_PROJ_OUT, 16));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_save(a, path));
+  warnings = 0;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_create_from_file(ctx, path, 3, &b));
+  ck_assert_int_eq(warnings, 0);
+  lvmmed_arch arch;
+  int64_t v;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_info(b, &arch, NULL, NULL));
+  ck_assert_int_eq(arch, LVMMED_ARCH_RESNET18);
+  ck_assert_uint_eq(lvmmed_backbone_projector_dim(b), 16);
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_get_option(b, LVMMED_BACKBONE_OPT_PROJ_HIDDEN, &v));
+  ck_assert_int_eq(v, 32);
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_get_option(b, LVMMED_BACKBONE_OPT_TRAIN, &v));
+  ck_assert_int_eq(v, 0);
+  assert_same_tensors(a, b);
+  lvmmed_backbone_free(b);
+  b = NULL;
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 2, &b), LVMMED_ERR_INVALID_ARGUMENT);
+  ck_assert_ptr_null(b);
+
+  /* 2. no metadata (torchvision-converted): resnet18 by its names; no projector; a
+   *    checkpoint's "lvmmed.*" state is skipped silently */
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(a, LVMMED_BACKBONE_OPT_PROJ_OUT, 0));
+  float moment[4] = {1, 2, 3, 4};
+  lvmmed_st_entry extra[2] = {{"lvmmed.optim.exp_avg.conv1.weight", 1, {4}, moment, 0},
+                              {"lvmmed.step", 0, {0}, NULL, 12}};
+  write_like(a, path, NULL, extra, 2, NULL);
+  warnings = 0;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_create_from_file(ctx, path, 3, &b));
+  ck_assert_int_eq(warnings, 0);
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_info(b, &arch, NULL, NULL));
+  ck_assert_int_eq(arch, LVMMED_ARCH_RESNET18);
+  ck_assert_uint_eq(lvmmed_backbone_projector_dim(b), 0);
+  assert_same_tensors(a, b);
+  size_t missing = 9, unexpected = 9;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_load(b, path, LVMMED_LOAD_STRICT, &missing, &unexpected));
+  ck_assert(missing == 0 && unexpected == 0 && warnings == 0);
+  lvmmed_backbone_free(b);
+  b = NULL;
+  /* a missing backbone tensor fails (named in the log) */
+  write_like(a, path, "layer2.0.bn1.weight", NULL, 0, NULL);
+  warnings = 0;
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_NOT_FOUND);
+  ck_assert_ptr_null(b);
+  ck_assert_int_ge(warnings, 1);
+  ck_assert_ptr_nonnull(strstr(lvmmed_ctx_last_error(ctx), "resnet18"));
+  lvmmed_backbone_free(a);
+
+  /* 3. inference of resnet34 (a sixth layer3 block) and resnet50 (bottleneck conv3), seen
+   *    in the shape error of a dummy conv1 */
+  float one = 1.0f;
+  lvmmed_st_entry tiny[3] = {{"conv1.weight", 1, {1}, &one, 0},
+                             {"layer3.5.conv1.weight", 1, {1}, &one, 0},
+                             {"layer1.0.conv3.weight", 1, {1}, &one, 0}};
+  const char *expect[3] = {"resnet18", "resnet34", "resnet50"};
+  for (size_t n = 1; n <= 3; n++) {
+    ck_assert_lvmmed_ok(ctx, lvmmed__st_write(ctx, path, tiny, n, NULL, 0));
+    ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_SHAPE);
+    ck_assert_ptr_null(b);
+    ck_assert_msg(strstr(lvmmed_ctx_last_error(ctx), expect[n - 1]), "%s", lvmmed_ctx_last_error(ctx));
+  }
+  /* 4. errors */
+  const char *bad_meta[2] = {"lvmmed_arch", "vgg16"};
+  ck_assert_lvmmed_ok(ctx, lvmmed__st_write(ctx, path, tiny, 1, bad_meta, 1));
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(lvmmed_ctx_last_error(ctx), "vgg16"));
+  ck_assert_lvmmed_ok(ctx, lvmmed__st_write(ctx, path, extra, 1, NULL, 0));
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(lvmmed_ctx_last_error(ctx), "conv1.weight"));
+  lvmmed_st_entry proj1[2] = {{"conv1.weight", 1, {1}, &one, 0}, {"projector.0.weight", 1, {1}, &one, 0}};
+  ck_assert_lvmmed_ok(ctx, lvmmed__st_write(ctx, path, proj1, 2, NULL, 0));
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_SHAPE);
+  ck_assert_ptr_nonnull(strstr(lvmmed_ctx_last_error(ctx), "projector.3.weight"));
+  FILE *junk = fopen(path, "wb");
+  ck_assert_ptr_nonnull(junk);
+  fputs("junk", junk); /* shorter than the 8-byte header length */
+  fclose(junk);
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(lvmmed_ctx_last_error(ctx), path));
+  remove(path);
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, &b), LVMMED_ERR_IO);
+  ck_assert_ptr_null(b);
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, NULL, 3, &b), LVMMED_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(ctx, path, 3, NULL), LVMMED_ERR_INVALID_ARGUMENT);
+  ck_assert_int_eq(lvmmed_backbone_create_from_file(NULL, path, 3, &b), LVMMED_ERR_INVALID_ARGUMENT);
+  lvmmed_ctx_set_log_callback(ctx, NULL, NULL);
+}
+END_TEST
+
 /* A small valid file: header JSON text + data bytes. */
 static unsigned char *make_file(const char *json, size_t data_bytes, size_t *size) {
   size_t hl = strlen(json);
@@ -527,6 +670,7 @@ static Suite *backbone_suite(void) {
   tcase_set_timeout(io, 60);
   tcase_add_test(io, test_save_load_round_trip);
   tcase_add_test(io, test_hostile_safetensors);
+  tcase_add_test(io, test_create_from_file);
   suite_add_tcase(s, io);
   return s;
 }

@@ -11,6 +11,10 @@ from ._lib import LIBRARY_PATH, lib as _c, text as _text
 from .backbone import Backbone
 from .context import Context, backend_available, backend_name
 from .optim import Optimizer
+from .graph import IMLE, Affinity, GMSolver, gcn_adjacency, knn_graph, lap_solve
+from .image import Augmenter, Image
+from .dataset import Dataset
+from .pretrain import Pretrainer, read_checkpoint_meta
 from .enums import Backend, CtxOption, LogLevel, Status
 from .errors import (
     AbiMismatchError,
@@ -67,6 +71,8 @@ __version__ = version()
 
 __all__ = [
     "Optimizer",
+    "GMSolver", "Affinity", "IMLE", "knn_graph", "gcn_adjacency", "lap_solve", "Image", "Augmenter",
+    "Dataset", "Pretrainer", "read_checkpoint_meta",
     "ABI_VERSION", "LIBRARY_PATH", "__version__", "version", "version_number", "abi_version",
     "Backbone", "Context", "backend_available", "backend_name",
     "Backend", "CtxOption", "LogLevel", "Status",

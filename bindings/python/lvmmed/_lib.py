@@ -65,6 +65,15 @@ class lvmmed_optimizer(ctypes.Structure):
 OptimizerPtr = ctypes.POINTER(lvmmed_optimizer)
 
 
+class lvmmed_pretrainer(ctypes.Structure):
+    """Opaque ``struct lvmmed_pretrainer``; only ever used through a pointer."""
+
+    _fields_ = []
+
+
+PretrainerPtr = ctypes.POINTER(lvmmed_pretrainer)
+
+
 class lvmmed_image(ctypes.Structure):
     """Opaque ``struct lvmmed_image``; only ever used through a pointer."""
 
@@ -167,6 +176,7 @@ _FUNCTIONS = {
     "lvmmed_backend_name": (c_char_p, [c_int]),
     # backbone.h (float arrays as void pointers)
     "lvmmed_backbone_create": (STATUS, [CtxPtr, c_int, c_size_t, ctypes.POINTER(BackbonePtr)]),
+    "lvmmed_backbone_create_from_file": (STATUS, [CtxPtr, c_char_p, c_size_t, ctypes.POINTER(BackbonePtr)]),
     "lvmmed_backbone_free": (None, [BackbonePtr]),
     "lvmmed_backbone_ctx": (CtxPtr, [BackbonePtr]),
     "lvmmed_backbone_set_option": (STATUS, [BackbonePtr, c_int, ctypes.c_int64]),
@@ -229,6 +239,7 @@ _FUNCTIONS = {
     "lvmmed_dataset_item_path": (c_char_p, [DatasetPtr, c_size_t]),
     "lvmmed_dataset_stat": (STATUS, [DatasetPtr, c_int, c_int64_p]),
     "lvmmed_dataset_start_epoch": (STATUS, [DatasetPtr, ctypes.c_uint32]),
+    "lvmmed_dataset_start_epoch_at": (STATUS, [DatasetPtr, ctypes.c_uint32, ctypes.c_uint64]),
     "lvmmed_dataset_next_batch": (STATUS, [DatasetPtr, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_size_t_p]),
     # gm.h (arrays as void pointers: float32 unary/affinities, int32 edges and permutations, float64 KB)
     "lvmmed_gm_solver_create": (STATUS, [CtxPtr, ctypes.POINTER(GmSolverPtr)]),
@@ -289,6 +300,27 @@ _FUNCTIONS = {
     "lvmmed_optimizer_set_steps": (STATUS, [OptimizerPtr, ctypes.c_uint64]),
     "lvmmed_optimizer_state_count": (c_size_t, [OptimizerPtr]),
     "lvmmed_optimizer_state": (STATUS, [OptimizerPtr, c_size_t, ctypes.POINTER(c_char_p), ctypes.POINTER(c_void_p), c_size_t_p]),
+    # pretrain.h (views and grids as void pointers to float32)
+    "lvmmed_pretrainer_create": (STATUS, [CtxPtr, ctypes.POINTER(PretrainerPtr)]),
+    "lvmmed_pretrainer_free": (None, [PretrainerPtr]),
+    "lvmmed_pretrainer_ctx": (CtxPtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_set_option": (STATUS, [PretrainerPtr, c_int, ctypes.c_double]),
+    "lvmmed_pretrainer_get_option": (STATUS, [PretrainerPtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_option_bounds": (STATUS, [c_int, ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_stat": (STATUS, [PretrainerPtr, c_int, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_backbone": (BackbonePtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_affinity": (AffinityPtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_imle": (ImlePtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_optimizer": (OptimizerPtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_solver": (GmSolverPtr, [PretrainerPtr]),
+    "lvmmed_pretrainer_grid_shape": (STATUS, [PretrainerPtr, c_size_t, c_size_t, c_size_t_p, c_size_t_p]),
+    "lvmmed_pretrainer_forward_backward": (STATUS, [PretrainerPtr, c_size_t, c_size_t, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_update": (STATUS, [PretrainerPtr]),
+    "lvmmed_pretrainer_step": (STATUS, [PretrainerPtr, c_size_t, c_size_t, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_step_dataset": (STATUS, [PretrainerPtr, DatasetPtr, ctypes.POINTER(ctypes.c_double)]),
+    "lvmmed_pretrainer_save": (STATUS, [PretrainerPtr, c_char_p]),
+    "lvmmed_pretrainer_load": (STATUS, [PretrainerPtr, c_char_p]),
+    "lvmmed_checkpoint_read_meta": (STATUS, [CtxPtr, c_char_p, c_char_p, ctypes.c_char_p, c_size_t]),
 }
 
 #: Names of every C function this module declares, in table order.
@@ -421,7 +453,11 @@ CONTEXT_OF_FIRST_ARG = {CtxPtr: None, BackbonePtr: lambda bb: lib.lvmmed_backbon
                         GmSolverPtr: lambda gs: lib.lvmmed_gm_solver_ctx(gs),
                         OptimizerPtr: lambda op: lib.lvmmed_optimizer_ctx(op),
                         AffinityPtr: lambda af: lib.lvmmed_affinity_ctx(af),
-                        ImlePtr: lambda im: lib.lvmmed_imle_ctx(im)}
+                        ImlePtr: lambda im: lib.lvmmed_imle_ctx(im),
+                        ImagePtr: lambda img: lib.lvmmed_image_ctx(img),
+                        AugmenterPtr: lambda aug: lib.lvmmed_augmenter_ctx(aug),
+                        DatasetPtr: lambda ds: lib.lvmmed_dataset_ctx(ds),
+                        PretrainerPtr: lambda pt: lib.lvmmed_pretrainer_ctx(pt)}
 
 
 def _context_of(func, args):

@@ -66,6 +66,11 @@ class Backbone:
             self.set_option(_OPT_PROJ_OUT, proj_out)
 
     # -- lifetime -------------------------------------------------------------------
+    @property
+    def closed(self):
+        """True once close() ran (or, for a lent backbone, its owner replaced or freed it)."""
+        return not self._ptr
+
     def close(self):
         if self._ptr:
             self._c_free(self._ptr)
