@@ -4,7 +4,8 @@
 # probe the frozen features on a bundled labeled task, once for the pretrained backbone
 # and once for the same backbone randomly initialised, and print both.
 #
-# Environment: STEPS (default 300), THREADS (default: CPUs minus the decoding thread),
+# Environment: STEPS (default 300), THREADS (default: all CPUs), TASK (default
+# data/demo/probe_plane; also probe_lobe, probe_lobe2),
 # OUT (default build-release/demo).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,7 +22,7 @@ $lvmmed version
 
 steps=${STEPS:-300}
 out=${OUT:-build-release/demo}
-task=data/demo/probe
+task=${TASK:-data/demo/probe_plane}
 size=96
 mkdir -p "$out"
 rm -f "$out/pretrain.csv"

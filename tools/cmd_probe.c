@@ -557,10 +557,9 @@ int cli_probe(int argc, char **argv) {
     for (size_t c = 0; c < k; c++) printf(" %s %zu%s", tr.names[c], tr.count[c], c + 1 < k ? "," : "\n");
     printf("test       %zu images:", te.n);
     for (size_t c = 0; c < k; c++) printf(" %s %zu%s", tr.names[c], te.count[c], c + 1 < k ? "," : "\n");
-    printf("linear     accuracy %.4f (%zu/%zu)  l2 %g%s", lin_acc, lin_ok, te.n, l2,
-           auto_l2 ? " (cross-validated" : "");
-    if (auto_l2 && isfinite(cv_acc)) printf(", accuracy %.4f)\n", cv_acc);
-    else printf("%s\n", auto_l2 ? ")" : "");
+    printf("linear     accuracy %.4f (%zu/%zu)  l2 %g", lin_acc, lin_ok, te.n, l2);
+    if (auto_l2 && isfinite(cv_acc)) printf(" (cross-validated, accuracy %.4f)\n", cv_acc);
+    else printf("%s\n", auto_l2 ? " (too few images per class to cross-validate)" : "");
     printf("k-NN       accuracy %.4f (%zu/%zu)  k %zu, cosine\n", nn_acc, nn_ok, te.n, knn_used);
     if (k == 2) {
       if (isfinite(auc)) printf("AUC        %.4f  (positive class %s)\n", auc, tr.names[1]);

@@ -3,8 +3,10 @@
  * The evaluation transform is deterministic: decode; intensity policy AUTO with the
  * augmenter's default percentiles (8-bit images / 255, others 0.5-99.5th percentile); colour
  * to gray (luma); the centred square of side min(height, width); bilinear resize to S x S
- * (no antialiasing, as the training views); gray replicated to RGB; normalised with the
- * augmenter's default mean and std. The backbone runs in eval mode with frozen weights. */
+ * (no antialiasing, as the training views); gray replicated to RGB through the views' final
+ * grayscale step (torchvision's rgb_to_grayscale: gray x 0.9999, the sum of the luma
+ * weights); normalised with the augmenter's default mean and std. It is the augmenter with
+ * every random step off. The backbone runs in eval mode with frozen weights. */
 #ifndef LVMMED_TOOLS_IMGFEAT_H
 #define LVMMED_TOOLS_IMGFEAT_H
 
