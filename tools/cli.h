@@ -32,6 +32,9 @@ int cli_arch_from_name(const char *name, lvmmed_arch *arch);
  * (printing why, prefixed with cmd) with CLI_USAGE, else stores arg in *path. */
 int cli_take_file(const char *cmd, const char *arg, const char **path);
 
+/* Monotonic wall-clock time in seconds (for timings). */
+double cli_now_s(void);
+
 /* 1 if argv[i] for some i >= 1 is -h or --help. */
 int cli_wants_help(int argc, char **argv);
 

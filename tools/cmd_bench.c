@@ -27,12 +27,6 @@ static const char usage_text[] =
     "  --iters N     timed iterations (default 5), --warmup W untimed ones (default 1)\n"
     "  --json        print one JSON object: {\"images_per_s\":..,\"seconds\":[..],...}\n";
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double cpu_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -171,7 +165,7 @@ static int bench_backbone(int argc, char **argv) {
   for (size_t i = 0; i < batch * d; i++) dpooled[i] = 1.0f / (float)(batch * d);
   double base_mb = peak_rss_mb(); /* the model and inputs, before any pass */
   for (size_t it = 0; it < warmup + iters; it++) {
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = cli_now_s(), c0 = cpu_s();
     st = lvmmed_backbone_forward(bb, x, batch, size, size, pooled, NULL);
     if (st == LVMMED_OK && train) st = lvmmed_backbone_backward(bb, dpooled, NULL, NULL);
     if (st != LVMMED_OK) {
@@ -180,7 +174,7 @@ static int bench_backbone(int argc, char **argv) {
     }
     if (train) sgd_step(bb, 1e-4f);
     if (it >= warmup) {
-      secs[it - warmup] = now_s() - t0;
+      secs[it - warmup] = cli_now_s() - t0;
       cpu_total += cpu_s() - c0;
     }
   }

@@ -19,12 +19,6 @@ static const char usage_text[] =
     "  --json   print exactly one JSON object:\n"
     "           {\"objective\":..,\"time_s\":..,\"assignment\":[..]}\n";
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int cli_lap(int argc, char **argv) {
   int json = 0, maximize = 0;
   const char *path = NULL;
@@ -86,9 +80,9 @@ int cli_lap(int argc, char **argv) {
     fprintf(stderr, "lvmmed lap: %s\n", lvmmed_status_describe(st));
     goto out;
   }
-  double objective = 0, t0 = now_s();
+  double objective = 0, t0 = cli_now_s();
   st = lvmmed_lap_solve(ctx, rows, cols, cost, maximize, assignment, &objective);
-  double elapsed = now_s() - t0;
+  double elapsed = cli_now_s() - t0;
   if (st != LVMMED_OK) {
     fprintf(stderr, "lvmmed lap: %s: %s\n", path, lvmmed_ctx_last_error(ctx));
     goto out;

@@ -22,12 +22,6 @@ static const char usage_text[] =
     "  --json          print exactly one JSON object:\n"
     "                  {\"n\":..,\"solver\":..,\"objective\":..,\"time_s\":..,\"permutation\":[..]}\n";
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Strict integer option value; 0 on success. */
 static int parse_int(const char *opt, const char *text, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
@@ -117,9 +111,9 @@ int cli_match(int argc, char **argv) {
     fprintf(stderr, "lvmmed match: out of memory\n");
     goto out;
   }
-  double objective = 0, t0 = now_s();
+  double objective = 0, t0 = cli_now_s();
   st = lvmmed_gm_solve(solver, perm, &objective);
-  double elapsed = now_s() - t0;
+  double elapsed = cli_now_s() - t0;
   if (st != LVMMED_OK) {
     fprintf(stderr, "lvmmed match: %s: %s\n", path, lvmmed_ctx_last_error(ctx));
     goto out;

@@ -47,6 +47,7 @@ static const char usage_text[] =
     "  --step-every K         step schedule: halve the rate every K steps\n"
     "  --group-size N         images per graph (default 16)\n"
     "  --knn K                neighbours per node (default 5)\n"
+    "  --gcn-layers L         GCN layers (default 2; 0: the projector output is matched)\n"
     "  --alpha A              weight of the global affinity (default 0.8)\n"
     "  --lambda L             I-MLE step (default 80)\n"
     "  --noise-scale B        scale of the Gumbel perturbation (default 1)\n"
@@ -70,12 +71,6 @@ static void on_signal(int sig) {
 static void on_log(void *user, lvmmed_log_level level, const char *message) {
   (void)user;
   if (level >= LVMMED_LOG_WARN) fprintf(stderr, PRE ": warning: %s\n", message);
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int parse_u64(const char *what, const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
@@ -106,10 +101,10 @@ static int parse_real(const char *what, const char *s, double *out) {
 typedef struct settings {
   const char *data, *out, *resume, *log, *arch, *optimizer, *schedule;
   uint64_t size, batch, steps, epochs, seed, threads, workers, ckpt_every, print_every;
-  uint64_t warmup, step_every, group, knn;
+  uint64_t warmup, step_every, group, knn, gcn_layers;
   double lr, wd, alpha, lambda, noise, crop_min;
   int have_seed, have_threads, have_lr, have_wd, have_alpha, have_lambda, have_warmup, have_step_every;
-  int have_crop, no_color, no_blur, have_noise, have_group, have_knn, have_size, have_batch, frozen_bn, no_local, quiet;
+  int have_gcn, have_crop, no_color, no_blur, have_noise, have_group, have_knn, have_size, have_batch, frozen_bn, no_local, quiet;
 } settings;
 
 /* Returns CLI_OK, or CLI_USAGE after printing why. */
@@ -144,6 +139,7 @@ static int parse_args(int argc, char **argv, settings *s) {
     else if (OPT("--step-every")) ok = s->have_step_every = parse_u64("--step-every", v, 1, 1u << 30, &s->step_every);
     else if (OPT("--group-size")) ok = s->have_group = parse_u64("--group-size", v, 2, 4096, &s->group);
     else if (OPT("--knn")) ok = s->have_knn = parse_u64("--knn", v, 1, 4095, &s->knn);
+    else if (OPT("--gcn-layers")) ok = s->have_gcn = parse_u64("--gcn-layers", v, 0, 8, &s->gcn_layers);
     else if (OPT("--lr")) ok = s->have_lr = parse_real("--lr", v, &s->lr);
     else if (OPT("--weight-decay")) ok = s->have_wd = parse_real("--weight-decay", v, &s->wd);
     else if (OPT("--alpha")) ok = s->have_alpha = parse_real("--alpha", v, &s->alpha);
@@ -318,6 +314,14 @@ int cli_pretrain(int argc, char **argv) {
   if (s.have_step_every)
     TRY(lvmmed_optimizer_set_option(opt, LVMMED_OPTIM_OPT_STEP_EVERY, (double)s.step_every), "--step-every");
   if (s.have_group) TRY(lvmmed_affinity_set_option(aff, LVMMED_AFFINITY_OPT_GROUP_SIZE, (double)s.group), "--group-size");
+  if (s.have_gcn) {
+    if (s.resume) {
+      fprintf(stderr, PRE ": --gcn-layers cannot change when resuming\n");
+      rc = CLI_USAGE;
+      goto out;
+    }
+    TRY(lvmmed_affinity_set_option(aff, LVMMED_AFFINITY_OPT_GCN_LAYERS, (double)s.gcn_layers), "--gcn-layers");
+  }
   if (s.have_knn) TRY(lvmmed_affinity_set_option(aff, LVMMED_AFFINITY_OPT_KNN, (double)s.knn), "--knn");
   if (s.have_alpha) TRY(lvmmed_affinity_set_option(aff, LVMMED_AFFINITY_OPT_ALPHA, s.alpha), "--alpha");
   if (s.have_noise)
@@ -376,16 +380,16 @@ int cli_pretrain(int argc, char **argv) {
                     " threads + %" PRIu64 " decoding, steps %.0f -> %" PRIu64 "\n",
             items, s.arch ? s.arch : (arch == LVMMED_ARCH_RESNET18 ? "resnet18" : "resnet50"), s.size, s.batch,
             s.threads, s.workers, step0, total);
-  double t_start = now_s(), t_last_print = t_start, ema = 0;
+  double t_start = cli_now_s(), t_last_print = t_start, ema = 0;
   uint64_t done = 0;
   for (uint64_t step = (uint64_t)step0; step < total && !stop_requested; step++) {
-    double lr = 0, loss = 0, t0 = now_s();
+    double lr = 0, loss = 0, t0 = cli_now_s();
     lvmmed_optimizer_lr(opt, &lr);
     TRY(lvmmed_pretrainer_step_dataset(pt, ds, &loss), "training step");
-    double dt = now_s() - t0, ips = (double)s.batch / (dt > 0 ? dt : 1e-9);
+    double dt = cli_now_s() - t0, ips = (double)s.batch / (dt > 0 ? dt : 1e-9);
     ema = done ? 0.9 * ema + 0.1 * ips : ips;
     done++;
-    if (log) fprintf(log, "%" PRIu64 ",%.6g,%.6g,%.4g,%.3f\n", step + 1, loss, lr, ips, now_s() - t_start);
+    if (log) fprintf(log, "%" PRIu64 ",%.6g,%.6g,%.4g,%.3f\n", step + 1, loss, lr, ips, cli_now_s() - t_start);
     int last = step + 1 == total;
     if (s.ckpt_every && (step + 1) % s.ckpt_every == 0 && !last) {
       if (log) fflush(log);
@@ -397,17 +401,17 @@ int cli_pretrain(int argc, char **argv) {
       fprintf(stderr, "\rstep %" PRIu64 "/%" PRIu64 "  loss %7.3f  lr %.3g  %6.1f img/s  ETA %s   ", step + 1, total,
               loss, lr, ema, eta);
       if (last) fputc('\n', stderr);
-    } else if (!s.quiet && ((step + 1) % s.print_every == 0 || last || now_s() - t_last_print > 30)) {
+    } else if (!s.quiet && ((step + 1) % s.print_every == 0 || last || cli_now_s() - t_last_print > 30)) {
       fprintf(stderr, "step %" PRIu64 "/%" PRIu64 " loss %.4f lr %.4g %.1f img/s ETA %s\n", step + 1, total, loss,
               lr, ema, eta);
-      t_last_print = now_s();
+      t_last_print = cli_now_s();
     }
   }
   if (tty && stop_requested) fputc('\n', stderr);
   if (log) fflush(log);
   TRY(lvmmed_pretrainer_save(pt, s.out), "cannot write the checkpoint");
   if (!s.quiet) {
-    double steps = 0, secs = now_s() - t_start;
+    double steps = 0, secs = cli_now_s() - t_start;
     lvmmed_pretrainer_stat(pt, LVMMED_PRETRAIN_STAT_STEP, &steps);
     fprintf(stderr, PRE ": %s after step %.0f (%" PRIu64 " steps in %.1f s, %.2f steps/s, %.1f images/s)\n",
             stop_requested ? "interrupted; checkpoint written" : "wrote checkpoint", steps, done, secs,

@@ -1,5 +1,6 @@
 /* lvmmed — command-line front end of liblvmmed. */
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -37,6 +38,12 @@ int cli_take_file(const char *cmd, const char *arg, const char **path) {
   }
   *path = arg;
   return CLI_OK;
+}
+
+double cli_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 int cli_wants_help(int argc, char **argv) {
