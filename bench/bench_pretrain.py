@@ -97,6 +97,11 @@ def child(a, side):
     cmd = [sys.executable, __file__, "--side", side, "--arch", a.arch, "--size", str(a.size), "--batch",
            str(a.batch), "--steps", str(a.steps), "--threads", str(a.threads)]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS=str(a.threads))
+    # numpy (ours) and torch (reference) load the same OpenBLAS before our library: give
+    # both sides the kernels the C loader would pick on this CPU (see lvmmed/_cpu.py)
+    from lvmmed._cpu import _AVX512, _cpu_flags
+    if "OPENBLAS_CORETYPE" not in env and _AVX512 <= _cpu_flags():
+        env["OPENBLAS_CORETYPE"] = "SkylakeX"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

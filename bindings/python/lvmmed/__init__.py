@@ -6,7 +6,11 @@ in and out are numpy arrays when it is installed, ``array.array('f')``
 otherwise.
 """
 
-from . import errors
+from ._cpu import prefer_openblas_core as _prefer_openblas_core
+
+_prefer_openblas_core()  # before numpy loads OpenBLAS (see _cpu.py)
+
+from . import errors  # noqa: E402
 from ._lib import LIBRARY_PATH, lib as _c, text as _text
 from .backbone import Backbone
 from .context import Context, backend_available, backend_name

@@ -23,6 +23,8 @@ static const char *preferred_coretype(void) {
   return NULL;
 }
 
+const char *lvmmed__blas_preferred_core(void) { return preferred_coretype(); }
+
 static void *open_openblas(void) {
   static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
   /* Already in the process: take it as the host configured it. */

@@ -32,4 +32,7 @@ const lvmmed_blas_api *lvmmed__blas(void);
 /** Why the last load failed ("" after success). */
 const char *lvmmed__blas_error(void);
 
+/** The OpenBLAS core type the loader asks for on this CPU ("SkylakeX"), or NULL. */
+const char *lvmmed__blas_preferred_core(void);
+
 #endif /* LVMMED_BLAS_LOADER_H */

@@ -19,6 +19,7 @@
 
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend/backend.h"
 #include "backend/cpu/blas_loader.h"
@@ -79,7 +80,14 @@ static lvmmed_status blas_init(lvmmed_ctx *ctx) {
   if (!blas) return lvmmed__fail(ctx, LVMMED_ERR_BACKEND_UNAVAILABLE, "%s", lvmmed__blas_error());
   /* Process-wide: our pool supplies the threads (see the top of this file). */
   blas->set_num_threads(1);
-  lvmmed__log(ctx, LVMMED_LOG_DEBUG, "OpenBLAS kernels: %s", blas->get_corename());
+  const char *core = blas->get_corename(), *want = lvmmed__blas_preferred_core();
+  lvmmed__log(ctx, LVMMED_LOG_DEBUG, "OpenBLAS kernels: %s", core);
+  /* Another user of the process (numpy, torch) loaded OpenBLAS first, misdetected. */
+  if (want && core && strcasecmp(core, want) != 0)
+    lvmmed__log(ctx, LVMMED_LOG_WARN,
+                "OpenBLAS runs %s kernels on a CPU that supports %s (about 2x faster here): it was loaded "
+                "before liblvmmed; set OPENBLAS_CORETYPE=%s in the environment (or import lvmmed before numpy)",
+                core, want, want);
   return LVMMED_OK;
 }
 
