@@ -6,7 +6,7 @@ Trains a ResNet-18 on the bundled MRI slices, saves the loss curve (loss.png) an
 the pretrained and the randomly initialised backbone side by side.
 
 usage: pretrain_demo.py [--steps 300] [--size 64] [--out DIR] [--data data/demo/pretrain]
-                        [--task data/demo/probe/test]
+                        [--task data/demo/probe_plane/test]
 Run from the repository root with PYTHONPATH=bindings/python (and LVMMED_LIBRARY for a
 build tree); needs numpy and matplotlib (Debian: python3-matplotlib).
 """
@@ -14,13 +14,13 @@ build tree); needs numpy and matplotlib (Debian: python3-matplotlib).
 import argparse
 import os
 
-import matplotlib
+import lvmmed  # first: it picks the OpenBLAS kernels before numpy loads OpenBLAS
+
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-import lvmmed  # noqa: E402
 
 
 def eval_augmenter(ctx, size):
@@ -60,16 +60,20 @@ def main():
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--data", default="data/demo/pretrain")
-    p.add_argument("--task", default="data/demo/probe/test")
+    p.add_argument("--task", default="data/demo/probe_plane/test")
     p.add_argument("--out", default="demo-python")
     a = p.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
     with lvmmed.Context(threads=a.threads, seed=0) as ctx:
         pt = lvmmed.Pretrainer(ctx, arch="resnet18", batch=a.batch)
+        # the settings of scripts/main.sh: they learn within minutes on two cores
+        pt.affinity.gcn_layers = 0
+        pt.imle.noise_scale = 0.1
+        pt.optimizer["lr"] = 1e-3
         random_bb = lvmmed.Backbone(ctx, "resnet18")  # same seed: the same initial weights
         gh, _ = pt.grid_shape(a.size, a.size)
-        aug = lvmmed.Augmenter(ctx, size=a.size, grid=gh)
+        aug = lvmmed.Augmenter(ctx, size=a.size, grid=gh, scale_min=0.3, jitter_p=0.0, grayscale_p=0.0)
         ds = lvmmed.Dataset(ctx, aug, workers=1)
         ds.add_folder(a.data)
         losses = []
