@@ -10,6 +10,7 @@ Needs numpy. Arrays in and out are float32 numpy arrays in NCHW order::
 
 import ctypes
 
+from ._handle import Handle
 from ._lib import BackbonePtr, lib, text
 
 try:
@@ -40,8 +41,12 @@ def _ptr(a):
     return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
 
 
-class Backbone:
-    """A ResNet-18/34/50 (torchvision layout) with its projector, gradients and state."""
+class Backbone(Handle):
+    """A ResNet-18/34/50 (torchvision layout) with its projector, gradients and state.
+
+    Lifetime (close, context manager, ``closed``, no copies) comes from
+    :class:`~lvmmed._handle.Handle`; options are set by their enum value.
+    """
 
     _c_free = lib.lvmmed_backbone_free
     _ptr = None
@@ -64,31 +69,6 @@ class Backbone:
             self.set_option(_OPT_PROJ_HIDDEN, proj_hidden)
         if proj_out is not None:
             self.set_option(_OPT_PROJ_OUT, proj_out)
-
-    # -- lifetime -------------------------------------------------------------------
-    @property
-    def closed(self):
-        """True once close() ran (or, for a lent backbone, its owner replaced or freed it)."""
-        return not self._ptr
-
-    def close(self):
-        if self._ptr:
-            self._c_free(self._ptr)
-            self._ptr = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        self.close()
-
-    def _h(self):
-        if not self._ptr:
-            raise ValueError("the backbone is closed")
-        return self._ptr
 
     # -- options --------------------------------------------------------------------
     def set_option(self, option, value):

@@ -12,6 +12,7 @@ side points to stays alive::
 
 import ctypes
 
+from ._handle import Handle
 from ._lib import OptimizerPtr, lib
 
 try:
@@ -29,10 +30,14 @@ OPTIONS = {
 NO_WEIGHT_DECAY, NO_ADAPT = 1, 2
 
 
-class Optimizer:
-    """An optimizer over float32 numpy arrays (see include/lvmmed/optim.h for the rules)."""
+class Optimizer(Handle):
+    """An optimizer over float32 numpy arrays (see include/lvmmed/optim.h for the rules).
 
-    _ptr = None
+    Lifetime (close, context manager, no copies) comes from :class:`~lvmmed._handle.Handle`;
+    options are read and written by name with ``opt["lr"]``.
+    """
+
+    _c_free = lib.lvmmed_optimizer_free
 
     def __init__(self, context, method="adam", **options):
         if np is None:
@@ -48,27 +53,8 @@ class Optimizer:
         for name, value in options.items():
             self[name] = value
 
-    def close(self):
-        if self._ptr:
-            lib.lvmmed_optimizer_free(self._ptr)
-            self._ptr = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may be gone
-            pass
-
     def _handle(self):
-        if not self._ptr:
-            raise ValueError("optimizer is closed")
-        return self._ptr
+        return self._h()
 
     # -- options -------------------------------------------------------------------
     def __setitem__(self, name, value):
