@@ -5,7 +5,7 @@
 # then runs each for a bounded time on a copy of its seed corpus (tests/fuzz/corpus/<fmt>).
 #
 # usage: scripts/fuzz.sh [SECONDS_PER_TARGET]      (default: $FUZZ_SECONDS or 20)
-# FUZZ_TARGETS picks targets (default: png tiff jpeg safetensors npy qaplib, those present).
+# FUZZ_TARGETS picks targets (default: png tiff jpeg safetensors npy qaplib checkpoint, those present).
 # Needs clang and its libFuzzer runtime (Debian: clang-14, libclang-rt-14-dev).
 # A crash leaves its reproducer in build-fuzz/fuzz-artifacts/ and fails the script;
 # copy it into tests/fuzz/corpus/<fmt>/ once fixed, so every build replays it.
@@ -32,7 +32,7 @@ if [ ! -d "$dir/meson-private" ]; then
 fi
 # Every target with a source and a seed corpus (the image decoders; safetensors if present).
 targets=""
-for t in ${FUZZ_TARGETS:-png tiff jpeg safetensors npy qaplib}; do
+for t in ${FUZZ_TARGETS:-png tiff jpeg safetensors npy qaplib checkpoint}; do
   if [ -f "tests/fuzz/fuzz_$t.c" ] && [ -d "tests/fuzz/corpus/$t" ]; then targets="$targets $t"; fi
 done
 # shellcheck disable=SC2086

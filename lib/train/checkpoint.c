@@ -111,6 +111,51 @@ static lvmmed_status set_part_option(lvmmed_pretrainer *pt, part_id part, int id
   return LVMMED_ERR_INTERNAL;
 }
 
+/* The accepted range of an option, from the static bounds functions (no handle needed);
+ *integral is set for options stored as int64_t. */
+static lvmmed_status part_bounds(part_id part, int id, double *lo, double *hi, int *integral) {
+  int64_t a = 0, b = 0;
+  lvmmed_status st;
+  *integral = 0;
+  switch (part) {
+    case PART_PRETRAINER: return lvmmed_pretrainer_option_bounds((lvmmed_pretrain_option)id, lo, hi);
+    case PART_AFFINITY: return lvmmed_affinity_option_bounds((lvmmed_affinity_option)id, lo, hi);
+    case PART_IMLE: return lvmmed_imle_option_bounds((lvmmed_imle_option)id, lo, hi);
+    case PART_OPTIM: return lvmmed_optim_option_bounds((lvmmed_optim_option)id, lo, hi);
+    case PART_BACKBONE: st = lvmmed_backbone_option_bounds((lvmmed_backbone_option)id, &a, &b); break;
+    case PART_SOLVER: st = lvmmed_gm_option_bounds((lvmmed_gm_option)id, &a, &b); break;
+    default: return LVMMED_ERR_INTERNAL;
+  }
+  *lo = (double)a;
+  *hi = (double)b;
+  *integral = 1;
+  return st;
+}
+
+/* Checks a configuration object against every option's range before any handle exists:
+ * a bad file is refused cheaply and nothing is built from it. Unknown names are ignored
+ * (a newer library may write more). */
+static lvmmed_status check_config(lvmmed_ctx *ctx, json_t *root, const char *path) {
+  if (!json_is_object(root)) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config is not an object", path);
+  for (int p = 0; p < PART_COUNT; p++) {
+    json_t *obj = json_object_get(root, parts[p].name);
+    if (!obj) continue;
+    if (!json_is_object(obj))
+      return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config.%s is not an object", path, parts[p].name);
+    for (const opt_name *o = parts[p].options; o->name; o++) {
+      json_t *v = json_object_get(obj, o->name);
+      if (!v) continue;
+      double lo = 0, hi = 0, x = json_is_number(v) ? json_number_value(v) : NAN;
+      int integral = 0;
+      if (part_bounds((part_id)p, o->id, &lo, &hi, &integral) != LVMMED_OK || !(x >= lo && x <= hi) ||
+          (integral && x != floor(x)))
+        return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config.%s.%s is not a number in [%g, %g]", path,
+                            parts[p].name, o->name, lo, hi);
+    }
+  }
+  return LVMMED_OK;
+}
+
 /* {"pretrainer": {"arch": 3, ...}, "backbone": {...}, ...} as compact JSON (caller frees). */
 static char *config_json(lvmmed_pretrainer *pt) {
   json_t *root = json_object();
@@ -294,18 +339,35 @@ static lvmmed_status take_tensor(lvmmed_ctx *ctx, const lvmmed_st_file *file, co
   return LVMMED_OK;
 }
 
-/* Fills a fresh pretrainer from the parsed file. */
-static lvmmed_status restore(lvmmed_pretrainer *pt, const lvmmed_st_file *file, json_t *meta, const char *path) {
-  lvmmed_ctx *ctx = pt->ctx;
-  static const char fn[] = "lvmmed_pretrainer_load";
+lvmmed_status lvmmed__ckpt_check_meta(lvmmed_ctx *ctx, json_t *meta, const char *path) {
+  if (!meta || !json_is_object(meta))
+    return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: not an lvmmed checkpoint (no metadata)", path);
   const char *format = json_string_value(json_object_get(meta, "lvmmed_checkpoint"));
   if (!format) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: not an lvmmed checkpoint (no \"lvmmed_checkpoint\" metadata)", path);
   if (strcmp(format, CKPT_FORMAT) != 0)
     return lvmmed__fail(ctx, LVMMED_ERR_UNSUPPORTED, "%s: checkpoint format %s; this library reads %s", path, format,
                         CKPT_FORMAT);
+  uint64_t v;
+  lvmmed_status st = meta_u64(ctx, meta, "step", UINT64_MAX, &v, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "epoch", LVMMED_AUG_MAX_EPOCH - 1, &v, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "position", UINT64_MAX, &v, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "images", UINT64_MAX, &v, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "noise_counter", ((uint64_t)1 << 40) - 1, &v, path);
+  if (st != LVMMED_OK) return st;
   const char *config_text = json_string_value(json_object_get(meta, "lvmmed_config"));
   if (!config_text) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: metadata \"lvmmed_config\" is missing", path);
   json_t *config = json_loads(config_text, JSON_REJECT_DUPLICATES, NULL);
+  if (!config) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config is not valid JSON", path);
+  st = check_config(ctx, config, path);
+  json_decref(config);
+  return st;
+}
+
+/* Fills a fresh pretrainer from the parsed file (metadata already checked). */
+static lvmmed_status restore(lvmmed_pretrainer *pt, const lvmmed_st_file *file, json_t *meta, const char *path) {
+  lvmmed_ctx *ctx = pt->ctx;
+  static const char fn[] = "lvmmed_pretrainer_load";
+  json_t *config = json_loads(json_string_value(json_object_get(meta, "lvmmed_config")), JSON_REJECT_DUPLICATES, NULL);
   if (!config) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config is not valid JSON", path);
   lvmmed_status st = apply_config(pt, config, path);
   json_decref(config);
@@ -393,8 +455,7 @@ lvmmed_status lvmmed_pretrainer_load(lvmmed_pretrainer *pt, const char *path) {
   memset(&file, 0, sizeof file);
   st = lvmmed__st_parse(ctx, bytes, size, path, &file);
   json_t *meta = st == LVMMED_OK ? lvmmed__st_metadata(bytes, size) : NULL;
-  if (st == LVMMED_OK && !meta)
-    st = lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: not an lvmmed checkpoint (no metadata)", path);
+  if (st == LVMMED_OK) st = lvmmed__ckpt_check_meta(ctx, meta, path);
   /* Everything is built in a fresh pretrainer and swapped in only when complete. */
   lvmmed_pretrainer *fresh = NULL;
   if (st == LVMMED_OK) st = lvmmed_pretrainer_create(ctx, &fresh);

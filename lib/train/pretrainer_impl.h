@@ -46,6 +46,11 @@ lvmmed_status lvmmed__pt_sync_solvers(lvmmed_pretrainer *pt);
 /** Registers every parameter with the optimizer (once); checks the shape afterwards. */
 lvmmed_status lvmmed__pt_prepare(lvmmed_pretrainer *pt, const char *fn);
 
+/** Checks a checkpoint's metadata (format, counters, every option's range) before anything is
+ *  built from it (lib/train/checkpoint.c; also the fuzz target's entry point). */
+struct json_t;
+lvmmed_status lvmmed__ckpt_check_meta(lvmmed_ctx *ctx, struct json_t *meta, const char *path);
+
 /** Exchanges everything but the context between a and b (checkpoint loading). */
 void lvmmed__pt_swap(lvmmed_pretrainer *a, lvmmed_pretrainer *b);
 
