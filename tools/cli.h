@@ -32,6 +32,10 @@ int cli_arch_from_name(const char *name, lvmmed_arch *arch);
  * (printing why, prefixed with cmd) with CLI_USAGE, else stores arg in *path. */
 int cli_take_file(const char *cmd, const char *arg, const char **path);
 
+/* Parses s as an integer in [lo, hi] into *out; otherwise prints why (prefixed with cmd,
+ * naming the option what) and returns 0. */
+int cli_parse_size(const char *cmd, const char *what, const char *s, size_t lo, size_t hi, size_t *out);
+
 /* Monotonic wall-clock time in seconds (for timings). */
 double cli_now_s(void);
 

@@ -36,19 +36,6 @@ static const char usage_text[] =
     "  --threads T         compute threads (default: all CPUs)\n"
     "  --seed S            seed of the random initialisation (default 0)\n";
 
-static int parse_size(const char *what, const char *s, size_t lo, size_t hi, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || *end || s[0] == '-' || v < lo || v > hi) {
-    fprintf(stderr, "lvmmed embed: %s must be an integer in [%zu, %zu], not '%s'\n", what, lo,
-            hi, s);
-    return 0;
-  }
-  *out = (size_t)v;
-  return 1;
-}
-
 int cli_arch_from_name(const char *name, lvmmed_arch *arch) {
   if (!strcmp(name, "resnet18")) *arch = LVMMED_ARCH_RESNET18;
   else if (!strcmp(name, "resnet34")) *arch = LVMMED_ARCH_RESNET34;
@@ -172,7 +159,7 @@ int cli_embed(int argc, char **argv) {
     }
     const char *v = argv[++i];
     if (sval) *sval = v;
-    else if (!parse_size(a, v, nval == &seed ? 0 : 1,
+    else if (!cli_parse_size("lvmmed embed", a, v, nval == &seed ? 0 : 1,
                          nval == &threads ? 256 : nval == &image_size ? 4096 : (size_t)1 << 30, nval))
       return CLI_USAGE;
   }

@@ -80,18 +80,6 @@ static void labeled_free(labeled *s) {
   memset(s, 0, sizeof *s);
 }
 
-static int parse_size(const char *what, const char *s, size_t lo, size_t hi, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || *end || s[0] == '-' || !s[0] || v < lo || v > hi) {
-    fprintf(stderr, "lvmmed probe: %s must be an integer in [%zu, %zu], not '%s'\n", what, lo, hi, s);
-    return 0;
-  }
-  *out = (size_t)v;
-  return 1;
-}
-
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -396,7 +384,7 @@ int cli_probe(int argc, char **argv) {
       }
       const char *v = argv[++i];
       if (sval) *sval = v;
-      else if (!parse_size(a, v, nval == &seed ? 0 : 1,
+      else if (!cli_parse_size("lvmmed probe", a, v, nval == &seed ? 0 : 1,
                            nval == &threads ? 256 : nval == &image_size ? 4096 : (size_t)1 << 30, nval))
         return CLI_USAGE;
     }

@@ -1,4 +1,6 @@
 /* lvmmed — command-line front end of liblvmmed. */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +40,18 @@ int cli_take_file(const char *cmd, const char *arg, const char **path) {
   }
   *path = arg;
   return CLI_OK;
+}
+
+int cli_parse_size(const char *cmd, const char *what, const char *s, size_t lo, size_t hi, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || *end || s[0] == '-' || !s[0] || v < lo || v > hi) {
+    fprintf(stderr, "%s: %s must be an integer in [%zu, %zu], not '%s'\n", cmd, what, lo, hi, s);
+    return 0;
+  }
+  *out = (size_t)v;
+  return 1;
 }
 
 double cli_now_s(void) {

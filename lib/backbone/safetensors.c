@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backbone/safetensors.h"
@@ -320,6 +321,41 @@ static json_t *build_header(const lvmmed_st_entry *entries, size_t count,
 }
 
 static int write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
+
+/* Reads the whole regular file at path into *bytes (lvmmed__alloc'ed, *size bytes). */
+lvmmed_status lvmmed__st_read_file(lvmmed_ctx *ctx, const char *path, unsigned char **bytes,
+                                   size_t *size) {
+  *bytes = NULL;
+  *size = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    fclose(f);
+    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: not a regular file", path);
+  }
+  if ((unsigned long long)sb.st_size > LVMMED_ST_FILE_MAX) {
+    fclose(f);
+    return lvmmed__fail(ctx, LVMMED_ERR_LIMIT, "%s: %lld bytes is larger than the %zu-byte limit",
+                        path, (long long)sb.st_size, LVMMED_ST_FILE_MAX);
+  }
+  size_t n = (size_t)sb.st_size;
+  unsigned char *b = lvmmed__alloc(ctx, n ? n : 1);
+  if (!b) {
+    fclose(f);
+    return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, n);
+  }
+  size_t got = fread(b, 1, n, f);
+  int err = ferror(f);
+  fclose(f);
+  if (got != n || err) {
+    lvmmed__free(ctx, b);
+    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+  }
+  *bytes = b;
+  *size = n;
+  return LVMMED_OK;
+}
 
 /* Makes a rename durable: fsync of the folder that holds path (best effort). */
 static void sync_parent_dir(const char *path) {

@@ -24,6 +24,7 @@
 #define LVMMED_ST_HEADER_MAX ((size_t)100 << 20) /* the reference implementation's limit */
 #define LVMMED_ST_MAX_DIMS 8
 #define LVMMED_ST_NAME_MAX 1024
+#define LVMMED_ST_FILE_MAX ((size_t)1 << 34) /* 16 GiB: far above any ResNet checkpoint */
 
 typedef enum lvmmed_st_dtype {
   LVMMED_ST_F32, LVMMED_ST_F16, LVMMED_ST_BF16, LVMMED_ST_F64, LVMMED_ST_I64, LVMMED_ST_I32,
@@ -51,6 +52,10 @@ lvmmed_status lvmmed__st_parse(lvmmed_ctx *ctx, const unsigned char *bytes, size
                                const char *origin, lvmmed_st_file *out);
 
 void lvmmed__st_free(lvmmed_ctx *ctx, lvmmed_st_file *f);
+
+/** Reads the whole regular file at path (at most LVMMED_ST_FILE_MAX bytes) into *bytes
+ *  (lvmmed__alloc'ed, *size bytes); failures name the file and the cause. */
+lvmmed_status lvmmed__st_read_file(lvmmed_ctx *ctx, const char *path, unsigned char **bytes, size_t *size);
 
 /** The tensor called name, or NULL. */
 const lvmmed_st_tensor *lvmmed__st_find(const lvmmed_st_file *f, const char *name);

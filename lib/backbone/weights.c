@@ -11,7 +11,6 @@
 #include "backbone/safetensors.h"
 #include "core/core.h"
 
-#define LOAD_FILE_MAX ((size_t)1 << 34) /* 16 GiB: far above any ResNet */
 
 static const char *arch_name(lvmmed_arch arch) {
   switch (arch) {
@@ -177,41 +176,6 @@ lvmmed_status lvmmed_backbone_load_memory(lvmmed_backbone *bb, const void *data,
   return lvmmed__bb_load_bytes(bb, data, size, flags, missing, unexpected, "(memory)");
 }
 
-/* Reads the whole regular file at path into *bytes (lvmmed__alloc'ed, *size bytes). */
-static lvmmed_status read_file(lvmmed_ctx *ctx, const char *path, unsigned char **bytes,
-                               size_t *size) {
-  *bytes = NULL;
-  *size = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: not a regular file", path);
-  }
-  if ((unsigned long long)sb.st_size > LOAD_FILE_MAX) {
-    fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_LIMIT, "%s: %lld bytes is larger than the %zu-byte limit",
-                        path, (long long)sb.st_size, LOAD_FILE_MAX);
-  }
-  size_t n = (size_t)sb.st_size;
-  unsigned char *b = lvmmed__alloc(ctx, n ? n : 1);
-  if (!b) {
-    fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, n);
-  }
-  size_t got = fread(b, 1, n, f);
-  int err = ferror(f);
-  fclose(f);
-  if (got != n || err) {
-    lvmmed__free(ctx, b);
-    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
-  }
-  *bytes = b;
-  *size = n;
-  return LVMMED_OK;
-}
-
 lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path, unsigned flags,
                                    size_t *missing, size_t *unexpected) {
   if (!bb) return LVMMED_ERR_INVALID_ARGUMENT;
@@ -222,7 +186,7 @@ lvmmed_status lvmmed_backbone_load(lvmmed_backbone *bb, const char *path, unsign
                         flags);
   unsigned char *bytes;
   size_t size;
-  lvmmed_status st = read_file(ctx, path, &bytes, &size);
+  lvmmed_status st = lvmmed__st_read_file(ctx, path, &bytes, &size);
   if (st == LVMMED_OK) st = lvmmed__bb_load_bytes(bb, bytes, size, flags, missing, unexpected, path);
   lvmmed__free(ctx, bytes);
   return st;
@@ -269,26 +233,24 @@ lvmmed_status lvmmed_backbone_save(const lvmmed_backbone *bb, const char *path) 
   return st;
 }
 
-/* The string value of __metadata__[key] of a header lvmmed__st_parse accepted, copied to
+/* The string value of __metadata__[key] of a file lvmmed__st_parse accepted, copied to
  * buf; 0 if absent. */
-static int metadata_value(const unsigned char *bytes, const char *key, char *buf, size_t len) {
-  uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | bytes[i];
-  json_t *root = json_loadb((const char *)bytes + 8, (size_t)hlen, 0, NULL);
-  const char *v = json_string_value(json_object_get(json_object_get(root, "__metadata__"), key));
+static int metadata_value(const unsigned char *bytes, size_t size, const char *key, char *buf, size_t len) {
+  json_t *meta = lvmmed__st_metadata(bytes, size);
+  const char *v = json_string_value(json_object_get(meta, key));
   int found = v != NULL;
   if (found) snprintf(buf, len, "%s", v);
-  json_decref(root);
+  json_decref(meta);
   return found;
 }
 
 /* Architecture named by the file's "lvmmed_arch" metadata (lvmmed_backbone_save writes it),
  * else inferred from the deepest blocks present: bottleneck convs (conv3) only exist in
  * resnet50, a sixth block of layer3 only in resnet34. */
-static lvmmed_status file_arch(lvmmed_ctx *ctx, const unsigned char *bytes,
+static lvmmed_status file_arch(lvmmed_ctx *ctx, const unsigned char *bytes, size_t size,
                                const lvmmed_st_file *f, const char *path, lvmmed_arch *arch) {
   char name[64];
-  if (metadata_value(bytes, "lvmmed_arch", name, sizeof name)) {
+  if (metadata_value(bytes, size, "lvmmed_arch", name, sizeof name)) {
     static const lvmmed_arch all[] = {LVMMED_ARCH_RESNET18, LVMMED_ARCH_RESNET34,
                                       LVMMED_ARCH_RESNET50};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
@@ -360,7 +322,7 @@ lvmmed_status lvmmed_backbone_create_from_file(lvmmed_ctx *ctx, const char *path
                         "lvmmed_backbone_create_from_file: in_channels = %zu, expected 1 or 3", in_channels);
   unsigned char *bytes;
   size_t size;
-  lvmmed_status st = read_file(ctx, path, &bytes, &size);
+  lvmmed_status st = lvmmed__st_read_file(ctx, path, &bytes, &size);
   if (st != LVMMED_OK) return st;
   lvmmed_st_file f;
   st = lvmmed__st_parse(ctx, bytes, size, path, &f);
@@ -371,7 +333,7 @@ lvmmed_status lvmmed_backbone_create_from_file(lvmmed_ctx *ctx, const char *path
   lvmmed_arch arch = LVMMED_ARCH_RESNET18;
   int64_t hidden = 0, proj = 0, lo, hi;
   lvmmed_backbone *bb = NULL;
-  st = file_arch(ctx, bytes, &f, path, &arch);
+  st = file_arch(ctx, bytes, size, &f, path, &arch);
   if (st == LVMMED_OK) st = file_projector(ctx, &f, path, &hidden, &proj);
   if (st == LVMMED_OK) st = check_stem(ctx, &f, path, arch);
   lvmmed__st_free(ctx, &f);

@@ -97,14 +97,12 @@ static lvmmed_status get_part_option(lvmmed_pretrainer *pt, part_id part, int id
 static lvmmed_status set_part_option(lvmmed_pretrainer *pt, part_id part, int id, double v) {
   switch (part) {
     case PART_PRETRAINER: return lvmmed_pretrainer_set_option(pt, (lvmmed_pretrain_option)id, v);
-    case PART_BACKBONE:
-      if (v != floor(v) || fabs(v) > 9e15) return LVMMED_ERR_OUT_OF_RANGE;
+    case PART_BACKBONE: /* integral and in range: check_config */
       return lvmmed_backbone_set_option(pt->bb, (lvmmed_backbone_option)id, (int64_t)v);
     case PART_AFFINITY: return lvmmed_affinity_set_option(pt->aff, (lvmmed_affinity_option)id, v);
     case PART_IMLE: return lvmmed_imle_set_option(pt->imle, (lvmmed_imle_option)id, v);
     case PART_OPTIM: return lvmmed_optimizer_set_option(pt->optim, (lvmmed_optim_option)id, v);
     case PART_SOLVER:
-      if (v != floor(v) || fabs(v) > 9e15) return LVMMED_ERR_OUT_OF_RANGE;
       return lvmmed_gm_solver_set_option(pt->solvers[0], (lvmmed_gm_option)id, (int64_t)v);
     case PART_COUNT: break;
   }
@@ -176,20 +174,14 @@ fail:
   return NULL;
 }
 
-/* Applies a configuration object; the pretrainer options come first (they replace components). */
+/* Applies a configuration that check_config accepted; the pretrainer options come first
+ * (they replace components). A part or option missing from the file keeps its default. */
 static lvmmed_status apply_config(lvmmed_pretrainer *pt, json_t *root, const char *path) {
-  if (!json_is_object(root)) return lvmmed__fail(pt->ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config is not an object", path);
   for (int p = 0; p < PART_COUNT; p++) {
     json_t *obj = json_object_get(root, parts[p].name);
-    if (!obj) continue; /* a part missing from the file keeps its defaults */
-    if (!json_is_object(obj))
-      return lvmmed__fail(pt->ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config.%s is not an object", path, parts[p].name);
-    for (const opt_name *o = parts[p].options; o->name; o++) {
+    for (const opt_name *o = parts[p].options; obj && o->name; o++) {
       json_t *v = json_object_get(obj, o->name);
       if (!v) continue;
-      if (!json_is_number(v))
-        return lvmmed__fail(pt->ctx, LVMMED_ERR_FORMAT, "%s: lvmmed_config.%s.%s is not a number", path,
-                            parts[p].name, o->name);
       double value = json_number_value(v);
       lvmmed_status st = set_part_option(pt, (part_id)p, o->id, value);
       if (st != LVMMED_OK)
@@ -283,31 +275,6 @@ out:
 
 /* ---- loading ---- */
 
-static lvmmed_status read_file(lvmmed_ctx *ctx, const char *path, unsigned char **bytes, size_t *size) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  lvmmed_status st = LVMMED_OK;
-  long n = -1;
-  if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-  if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: cannot determine the size", path);
-  }
-  *size = (size_t)n;
-  *bytes = lvmmed__alloc(ctx, *size ? *size : 1);
-  if (!*bytes) {
-    fclose(f);
-    return lvmmed__fail(ctx, LVMMED_ERR_OUT_OF_MEMORY, "%s: no memory for %zu bytes", path, *size);
-  }
-  if (fread(*bytes, 1, *size, f) != *size) {
-    st = lvmmed__fail(ctx, LVMMED_ERR_IO, "%s: short read", path);
-    lvmmed__free(ctx, *bytes);
-    *bytes = NULL;
-  }
-  fclose(f);
-  return st;
-}
-
 static lvmmed_status meta_u64(lvmmed_ctx *ctx, json_t *meta, const char *key, uint64_t max, uint64_t *out,
                               const char *path) {
   const char *s = json_string_value(json_object_get(meta, key));
@@ -339,6 +306,26 @@ static lvmmed_status take_tensor(lvmmed_ctx *ctx, const lvmmed_st_file *file, co
   return LVMMED_OK;
 }
 
+/* The run's counters, as the metadata holds them. */
+typedef struct ckpt_counters {
+  uint64_t step, epoch, position, images, noise_counter, image_h, image_w;
+} ckpt_counters;
+
+static lvmmed_status parse_counters(lvmmed_ctx *ctx, json_t *meta, const char *path, ckpt_counters *c) {
+  memset(c, 0, sizeof *c);
+  lvmmed_status st = meta_u64(ctx, meta, "step", UINT64_MAX, &c->step, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "epoch", LVMMED_AUG_MAX_EPOCH - 1, &c->epoch, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "position", UINT64_MAX, &c->position, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "images", UINT64_MAX, &c->images, path);
+  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "noise_counter", ((uint64_t)1 << 40) - 1, &c->noise_counter, path);
+  /* optional: absent (0) in files written before any step */
+  if (st == LVMMED_OK && json_object_get(meta, "image_height") && json_object_get(meta, "image_width")) {
+    st = meta_u64(ctx, meta, "image_height", 1u << 20, &c->image_h, path);
+    if (st == LVMMED_OK) st = meta_u64(ctx, meta, "image_width", 1u << 20, &c->image_w, path);
+  }
+  return st;
+}
+
 lvmmed_status lvmmed__ckpt_check_meta(lvmmed_ctx *ctx, json_t *meta, const char *path) {
   if (!meta || !json_is_object(meta))
     return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: not an lvmmed checkpoint (no metadata)", path);
@@ -347,12 +334,8 @@ lvmmed_status lvmmed__ckpt_check_meta(lvmmed_ctx *ctx, json_t *meta, const char 
   if (strcmp(format, CKPT_FORMAT) != 0)
     return lvmmed__fail(ctx, LVMMED_ERR_UNSUPPORTED, "%s: checkpoint format %s; this library reads %s", path, format,
                         CKPT_FORMAT);
-  uint64_t v;
-  lvmmed_status st = meta_u64(ctx, meta, "step", UINT64_MAX, &v, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "epoch", LVMMED_AUG_MAX_EPOCH - 1, &v, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "position", UINT64_MAX, &v, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "images", UINT64_MAX, &v, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "noise_counter", ((uint64_t)1 << 40) - 1, &v, path);
+  ckpt_counters counters;
+  lvmmed_status st = parse_counters(ctx, meta, path, &counters);
   if (st != LVMMED_OK) return st;
   const char *config_text = json_string_value(json_object_get(meta, "lvmmed_config"));
   if (!config_text) return lvmmed__fail(ctx, LVMMED_ERR_FORMAT, "%s: metadata \"lvmmed_config\" is missing", path);
@@ -408,27 +391,17 @@ static lvmmed_status restore(lvmmed_pretrainer *pt, const lvmmed_st_file *file, 
   }
   if (st != LVMMED_OK) return st;
 
-  uint64_t step, epoch, position, images, counter;
-  st = meta_u64(ctx, meta, "step", UINT64_MAX, &step, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "epoch", LVMMED_AUG_MAX_EPOCH - 1, &epoch, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "position", UINT64_MAX, &position, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "images", UINT64_MAX, &images, path);
-  if (st == LVMMED_OK) st = meta_u64(ctx, meta, "noise_counter", ((uint64_t)1 << 40) - 1, &counter, path);
-  if (st == LVMMED_OK) st = lvmmed_imle_set_option(pt->imle, LVMMED_IMLE_OPT_NOISE_COUNTER, (double)counter);
-  if (st == LVMMED_OK) st = lvmmed_optimizer_set_steps(pt->optim, step);
+  ckpt_counters k;
+  st = parse_counters(ctx, meta, path, &k);
+  if (st == LVMMED_OK) st = lvmmed_imle_set_option(pt->imle, LVMMED_IMLE_OPT_NOISE_COUNTER, (double)k.noise_counter);
+  if (st == LVMMED_OK) st = lvmmed_optimizer_set_steps(pt->optim, k.step);
   if (st != LVMMED_OK) return st;
-  pt->step = step;
-  pt->epoch = (uint32_t)epoch;
-  pt->position = position;
-  pt->images = images;
-  uint64_t ih = 0, iw = 0; /* optional: 0 when no step was taken */
-  if (json_object_get(meta, "image_height") && json_object_get(meta, "image_width")) {
-    st = meta_u64(ctx, meta, "image_height", 1u << 20, &ih, path);
-    if (st == LVMMED_OK) st = meta_u64(ctx, meta, "image_width", 1u << 20, &iw, path);
-    if (st != LVMMED_OK) return st;
-  }
-  pt->image_h = (size_t)ih;
-  pt->image_w = (size_t)iw;
+  pt->step = k.step;
+  pt->epoch = (uint32_t)k.epoch;
+  pt->position = k.position;
+  pt->images = k.images;
+  pt->image_h = (size_t)k.image_h;
+  pt->image_w = (size_t)k.image_w;
 
   uint64_t seed = 0, threads = 0;
   if (meta_u64(ctx, meta, "seed", UINT64_MAX, &seed, path) == LVMMED_OK && seed != lvmmed__ctx_seed(ctx))
@@ -449,7 +422,7 @@ lvmmed_status lvmmed_pretrainer_load(lvmmed_pretrainer *pt, const char *path) {
   if (!path) return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT, "lvmmed_pretrainer_load: path is NULL");
   unsigned char *bytes = NULL;
   size_t size = 0;
-  lvmmed_status st = read_file(ctx, path, &bytes, &size);
+  lvmmed_status st = lvmmed__st_read_file(ctx, path, &bytes, &size);
   if (st != LVMMED_OK) return st;
   lvmmed_st_file file;
   memset(&file, 0, sizeof file);
