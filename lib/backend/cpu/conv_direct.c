@@ -317,11 +317,13 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
 
 /* ----- weight gradient ---------------------------------------------------------- */
 
-/* dW[t][ci][co] (tap-major, in gt) += Σ_p x_pad[p at tap t][ci] · dy[p][co]: tiles of
- * WR input channels × NR output channels accumulate over a block of pixels in
- * registers, broadcasting WR consecutive channels of one input pixel per step. */
+/* dW[ki][s][co] (in gt) += Σ_p x_pad[p at kernel row ki][s] · dy[p][co], where s runs
+ * over the kernel_w·C consecutive floats one kernel row reads (s = kj·C + ci), so the
+ * layout is tap-major [t][ci][co] and a 3-channel stem fills its tiles as well as a
+ * 64-channel layer. Tiles of WR values of s × NR output channels accumulate over a
+ * block of pixels in registers, broadcasting WR consecutive floats of one input row. */
 #define WR 12
-#define PIX_BLOCK 512
+#define PIX_BLOCK 256 /* dy tile (PIX_BLOCK × NR floats) stays in L1 across the s blocks */
 
 #if DIRECT_X86
 AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyb,
@@ -361,18 +363,19 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
 typedef struct wgrad_job {
   const lvmmed_conv2d *c;
   const float *x, *dy; /* x zero-padded (hp × wpad), with WR floats of slack at its end */
-  float *gt;           /* taps × cin × cout, tap-major, zeroed */
-  size_t hp, wpad, ciblocks, cblocks;
+  float *gt;           /* kernel_h × kernel_w·cin × cout, zeroed */
+  size_t hp, wpad, sblocks, cblocks;
 } wgrad_job;
 
-/* Unit u = output tile (t, ci block, co block); each runs over every pixel in order. */
+/* Unit u = output tile (kernel row, s block, co block), s blocks fastest so one
+ * dy tile serves them all from L1; each unit runs over every pixel in order. */
 static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 #if DIRECT_X86
   const wgrad_job *j = arg;
   const lvmmed_conv2d *c = j->c;
   const lvmmed_conv_geom *g = &c->g;
   size_t cin = g->channels, cout = c->out_channels, pix = g->out_h * g->out_w;
-  size_t total = c->batch * pix;
+  size_t krow = g->kernel_w * cin, total = c->batch * pix;
   size_t off[PIX_BLOCK];
   (void)chunk;
   for (size_t p0 = 0; p0 < total; p0 += PIX_BLOCK) {
@@ -389,13 +392,12 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
       }
     }
     for (size_t u = begin; u < end; u++) {
-      size_t t = u / (j->ciblocks * j->cblocks), rest = u % (j->ciblocks * j->cblocks);
-      size_t cib = rest / j->cblocks, cb = rest % j->cblocks;
-      size_t ki = t / g->kernel_w, kj = t % g->kernel_w;
-      size_t ci0 = cib * WR, co0 = cb * NR;
-      size_t nrow = cin - ci0 < WR ? cin - ci0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
-      const float *xb = j->x + (ki * j->wpad + kj) * cin + ci0;
-      wtile(np, off, xb, j->dy + p0 * cout + co0, cout, j->gt + (t * cin + ci0) * cout + co0,
+      size_t ki = u / (j->sblocks * j->cblocks), rest = u % (j->sblocks * j->cblocks);
+      size_t cb = rest / j->sblocks, sb = rest % j->sblocks;
+      size_t s0 = sb * WR, co0 = cb * NR;
+      size_t nrow = krow - s0 < WR ? krow - s0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
+      const float *xb = j->x + ki * j->wpad * cin + s0;
+      wtile(np, off, xb, j->dy + p0 * cout + co0, cout, j->gt + (ki * krow + s0) * cout + co0,
             cout, nrow, ncol);
     }
   }
@@ -405,6 +407,29 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   (void)end;
   (void)chunk;
 #endif
+}
+
+/* dw[co][ci][t] += gt[t][ci][co]: one unit = 16 output channels, read as vectors
+ * along co and written as 16 sequential streams along (ci, t). */
+typedef struct unpermute_job {
+  const float *gt;
+  float *dw;
+  size_t cin, taps, cout;
+} unpermute_job;
+
+static void unpermute_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+  const unpermute_job *j = arg;
+  size_t k = j->cin * j->taps;
+  (void)chunk;
+  for (size_t b = begin; b < end; b++) {
+    size_t co0 = b * 16, nco = j->cout - co0 < 16 ? j->cout - co0 : 16;
+    for (size_t ci = 0; ci < j->cin; ci++)
+      for (size_t t = 0; t < j->taps; t++) {
+        const float *src = j->gt + (t * j->cin + ci) * j->cout + co0;
+        float *dst = j->dw + co0 * k + ci * j->taps + t;
+        for (size_t i = 0; i < nco; i++) dst[i * k] += src[i];
+      }
+  }
 }
 
 size_t lvmmed__direct_wgrad_ws(const lvmmed_conv2d *c) {
@@ -421,13 +446,11 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   size_t padded = c->batch * hp * wpad * cin;
   pad_job pj = {g, x, ws, hp, wpad};
   lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
-  memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's channel slack */
+  memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's slack */
   float *gt = ws + ((padded + WR + 15) & ~(size_t)15);
   memset(gt, 0, taps * cin * cout * sizeof *gt);
-  wgrad_job j = {c, ws, dy, gt, hp, wpad, blocks_of(cin, WR), blocks_of(cout, NR)};
-  lvmmed__parallel_for(ctx, taps * j.ciblocks * j.cblocks, 1, wgrad_range, &j);
-  /* dw[co][ci][t] += gt[t][ci][co] */
-  for (size_t co = 0; co < cout; co++)
-    for (size_t ci = 0; ci < cin; ci++)
-      for (size_t t = 0; t < taps; t++) dw[(co * cin + ci) * taps + t] += gt[(t * cin + ci) * cout + co];
+  wgrad_job j = {c, ws, dy, gt, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
+  lvmmed__parallel_for(ctx, g->kernel_h * j.sblocks * j.cblocks, 1, wgrad_range, &j);
+  unpermute_job uj = {gt, dw, cin, taps, cout};
+  lvmmed__parallel_for(ctx, blocks_of(cout, 16), 1, unpermute_range, &uj);
 }
