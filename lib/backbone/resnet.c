@@ -542,10 +542,19 @@ static void block_backward(lvmmed_backbone *bb, bb_block *blk, float *g[3]) {
   ops->relu_backward(ctx, rows * dl->out_channels, blk->out, P, P);
   /* last conv: P → Q = dz_last */
   lvmmed__nn_bn_backward(ctx, &blk->bn[last], rows, blk->z[last], NULL, P, Q);
+  /* Without a downsample the residual gradient P is dL/d(in) already: the first
+   * conv's input gradient is added into it (no separate sum pass). */
   float *dz = Q, *spare = R;
   for (int k = last; k >= 0; k--) {
     const lvmmed_conv2d *d = &blk->desc[k];
     const float *x = k > 0 ? blk->a[k - 1] : blk->in;
+    if (k == 0 && !blk->has_down) {
+      lvmmed__nn_conv_backward(ctx, &blk->conv[0], d, x, dz, P, 1, bb->ws);
+      g[0] = P;
+      g[1] = dz;
+      g[2] = spare;
+      return;
+    }
     /* dz (gradient of conv k's output) → spare = dL/d(conv k input) */
     lvmmed__nn_conv_backward(ctx, &blk->conv[k], d, x, dz, spare, 0, bb->ws);
     if (k == 0) break;
@@ -556,14 +565,11 @@ static void block_backward(lvmmed_backbone *bb, bb_block *blk, float *g[3]) {
     dz = spare;
     spare = t;
   }
-  /* spare holds dL/d(in) from the main path; P still holds the residual gradient. */
+  /* spare holds dL/d(in) from the main path; P still holds the residual gradient,
+   * which flows through the downsample's batch norm and conv into spare. */
   float *din = spare, *free_buf = dz;
-  if (blk->has_down) {
-    lvmmed__nn_bn_backward(ctx, &blk->down_bn, rows, blk->zd, NULL, P, free_buf);
-    lvmmed__nn_conv_backward(ctx, &blk->down, &blk->down_desc, blk->in, free_buf, din, 1, bb->ws);
-  } else {
-    ops->add(ctx, conv_in_size(&blk->desc[0]), din, P, din);
-  }
+  lvmmed__nn_bn_backward(ctx, &blk->down_bn, rows, blk->zd, NULL, P, free_buf);
+  lvmmed__nn_conv_backward(ctx, &blk->down, &blk->down_desc, blk->in, free_buf, din, 1, bb->ws);
   g[0] = din;
   g[1] = P;
   g[2] = free_buf;
