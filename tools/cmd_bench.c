@@ -69,17 +69,21 @@ static int parse_count(const char *what, const char *s, size_t lo, size_t hi, si
 }
 
 /* SGD without momentum: what a training step costs beyond forward and backward. */
-static void sgd_step(lvmmed_backbone *bb, float lr) {
+/* The library's SGD (lr 1e-4, no momentum: PyTorch's torch.optim.SGD(lr=1e-4) in
+ * bench/bench_backbone.py) over every backbone parameter. */
+static lvmmed_status make_sgd(lvmmed_ctx *ctx, lvmmed_backbone *bb, lvmmed_optimizer **out) {
+  lvmmed_status st = lvmmed_optimizer_create(ctx, LVMMED_OPTIM_SGD, out);
+  if (st == LVMMED_OK) st = lvmmed_optimizer_set_option(*out, LVMMED_OPTIM_OPT_LR, 1e-4);
+  if (st == LVMMED_OK) st = lvmmed_optimizer_set_option(*out, LVMMED_OPTIM_OPT_MOMENTUM, 0.0);
   size_t nt = lvmmed_backbone_tensor_count(bb);
-  for (size_t i = 0; i < nt; i++) {
+  for (size_t i = 0; i < nt && st == LVMMED_OK; i++) {
+    const char *name;
     float *data, *grad;
     size_t numel;
-    if (lvmmed_backbone_tensor(bb, i, NULL, NULL, NULL, NULL, &numel, &data, &grad) != LVMMED_OK ||
-        !grad)
-      continue;
-    for (size_t k = 0; k < numel; k++) data[k] -= lr * grad[k];
+    st = lvmmed_backbone_tensor(bb, i, &name, NULL, NULL, NULL, &numel, &data, &grad);
+    if (st == LVMMED_OK && grad) st = lvmmed_optimizer_add_param(*out, name, data, grad, numel, 0);
   }
-  lvmmed_backbone_zero_grad(bb);
+  return st;
 }
 
 static int bench_backbone(int argc, char **argv) {
@@ -135,6 +139,7 @@ static int bench_backbone(int argc, char **argv) {
   int rc = CLI_FAILED;
   lvmmed_ctx *ctx = NULL;
   lvmmed_backbone *bb = NULL;
+  lvmmed_optimizer *opt = NULL;
   float *x = NULL, *pooled = NULL, *dpooled = NULL;
   double *secs = calloc(iters, sizeof *secs), cpu_total = 0.0;
   lvmmed_status st = secs ? lvmmed_ctx_create(&ctx) : LVMMED_ERR_OUT_OF_MEMORY;
@@ -144,6 +149,7 @@ static int bench_backbone(int argc, char **argv) {
   if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_GRAD, train);
   /* inference: constant weights, packed once (lvmmed embed does the same) */
   if (st == LVMMED_OK) st = lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_FROZEN, !train);
+  if (st == LVMMED_OK && train) st = make_sgd(ctx, bb, &opt);
   if (st != LVMMED_OK) {
     fprintf(stderr, "lvmmed bench backbone: %s\n", ctx ? lvmmed_ctx_last_error(ctx) : "no memory");
     goto done;
@@ -172,7 +178,12 @@ static int bench_backbone(int argc, char **argv) {
       fprintf(stderr, "lvmmed bench backbone: %s\n", lvmmed_ctx_last_error(ctx));
       goto done;
     }
-    if (train) sgd_step(bb, 1e-4f);
+    if (train) st = lvmmed_optimizer_step(opt);
+    if (st == LVMMED_OK && train) st = lvmmed_backbone_zero_grad(bb);
+    if (st != LVMMED_OK) {
+      fprintf(stderr, "lvmmed bench backbone: %s\n", lvmmed_ctx_last_error(ctx));
+      goto done;
+    }
     if (it >= warmup) {
       secs[it - warmup] = cli_now_s() - t0;
       cpu_total += cpu_s() - c0;
@@ -208,6 +219,7 @@ done:
   free(x);
   free(pooled);
   free(dpooled);
+  lvmmed_optimizer_free(opt);
   lvmmed_backbone_free(bb);
   lvmmed_ctx_release(ctx);
   return rc;
