@@ -154,6 +154,9 @@ AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const
     const float *a0 = rp[0], *a1 = rp[1], *a2 = rp[2], *a3 = rp[3], *a4 = rp[4], *a5 = rp[5];
     const float *a6 = rp[6], *a7 = rp[7], *a8 = rp[8], *a9 = rp[9], *a10 = rp[10], *a11 = rp[11];
     for (size_t ci = 0; ci < cin; ci++, bp += NR) {
+      /* the panel streams from L2: fetch it 8 steps ahead */
+      _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
+      _mm_prefetch((const char *)(bp + 8 * NR + 16), _MM_HINT_T0);
       __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
 #define ROW(r, a)                                                 \
   do {                                                            \
