@@ -878,7 +878,8 @@ static const conv_case conv_cases[] = {
     {2, 3, 13, 11, 8, 7, 7, 2, 2, 3, 3, 1, 1}, /* stem-like */
     {2, 16, 9, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1},
     {3, 8, 10, 7, 16, 3, 3, 2, 2, 1, 1, 1, 1},
-    {4, 16, 6, 6, 32, 1, 1, 1, 1, 0, 0, 1, 1}, /* pointwise: one GEMM */
+    {4, 16, 6, 6, 32, 1, 1, 1, 1, 0, 0, 1, 1}, /* pointwise expansion: GEMM forward, direct adjoint */
+    {3, 48, 5, 7, 20, 1, 1, 1, 1, 0, 0, 1, 1}, /* pointwise reduction: direct forward, GEMM adjoint */
     {2, 16, 7, 9, 8, 1, 1, 2, 2, 0, 0, 1, 1},  /* strided downsample */
     {1, 5, 4, 4, 6, 3, 3, 1, 1, 0, 0, 1, 1},
     {1, 4, 5, 6, 3, 2, 3, 3, 1, 1, 2, 1, 1},   /* non-square kernel, uneven stride/pad */

@@ -8,7 +8,11 @@ pass with PyTorch run in float64 (the exact answer float32 code should
 approximate). The error of a tensor is max|ours - torch64| / max|torch64|.
 
 Tolerance: TOL (2e-4), or, when larger, a multiple of PyTorch's own float32
-error on the same tensor (5x). Parameter gradients in train mode are judged
+error on the same tensor (5x). PyTorch float32 runs twice, in NCHW and in
+channels_last (different kernels, different rounding), and its error is the
+larger of the two: on the badly conditioned cases below the two differ by up
+to 10x (ResNet-50, batch 1, 64x48, train: 0.005 vs 0.036 for all gradients),
+so either alone understates what float32 rounding does. Parameter gradients in train mode are judged
 as one vector (all of them concatenated, normwise) against 3x PyTorch
 float32's error on that vector, plus a per-tensor bound of max(0.5, 10x
 PyTorch float32's) that only gross mistakes break: deep random ResNet-50s in
@@ -49,6 +53,13 @@ def relerr(ours, ref):
     ref = np.asarray(ref, np.float64)
     scale = np.abs(ref).max()
     return float(np.abs(np.asarray(ours, np.float64) - ref).max() / (scale if scale > 0 else 1.0))
+
+
+def relerr32(refs32, ref):
+    """PyTorch float32's error: the largest over its runs (a tuple of arrays) or the one."""
+    if isinstance(refs32, tuple):
+        return max(relerr(r, ref) for r in refs32)
+    return relerr(refs32, ref)
 
 
 def make_model(arch, in_channels, seed):
@@ -105,7 +116,7 @@ class Parity(unittest.TestCase):
     def check(self, case, what, ours, ref, tol=TOL, ref32=None, pending=None):
         """Compares now, or (pending is a list) records for check_pending."""
         err = relerr(ours, ref)
-        err32 = None if ref32 is None else relerr(ref32, ref)
+        err32 = None if ref32 is None else relerr32(ref32, ref)
         if err >= WORST.get(case, (0.0, None))[0]:
             WORST[case] = (err, err32)
         extra = "" if err32 is None else f" torch32={err32:.3g}"
@@ -147,18 +158,27 @@ class Parity(unittest.TestCase):
         gp = rng.standard_normal((batch, d)).astype(np.float32)
         gm = rng.standard_normal((batch, d, h, w)).astype(np.float32)
 
-        def torch_pass(m, dtype):
+        def torch_pass(m, dtype, channels_last=False):
             m.train(train)
             xt = torch.tensor(x, dtype=dtype, requires_grad=True)
-            pooled_t, fmap_t = torch_features(m, xt)
+            xin = xt
+            if channels_last:
+                m = m.to(memory_format=torch.channels_last)
+                xin = xt.to(memory_format=torch.channels_last)
+            pooled_t, fmap_t = torch_features(m, xin)
             loss = (pooled_t * torch.tensor(gp, dtype=dtype)).sum() + \
                 (fmap_t * torch.tensor(gm, dtype=dtype)).sum()
             loss.backward()
-            return xt, pooled_t.detach().numpy(), fmap_t.detach().numpy()
+            return xt, pooled_t.detach().numpy(), np.ascontiguousarray(fmap_t.detach().numpy())
 
-        model32 = make_model(arch, in_channels, seed).float()
         xt, pooled_t, fmap_t = torch_pass(model, torch.float64)
-        x32, pooled32, fmap32 = torch_pass(model32, torch.float32)
+        runs32 = []  # PyTorch float32 in NCHW, then channels_last: (model, x, pooled, map)
+        for cl in (False, True):
+            m32 = make_model(arch, in_channels, seed).float()
+            runs32.append((m32,) + torch_pass(m32, torch.float32, channels_last=cl))
+        x32 = tuple(r[1].grad.numpy() for r in runs32)
+        pooled32 = tuple(r[2] for r in runs32)
+        fmap32 = tuple(r[3] for r in runs32)
 
         pooled, fmap = bb.forward(x)
         self.assertEqual(fmap.shape, fmap_t.shape)
@@ -167,27 +187,31 @@ class Parity(unittest.TestCase):
         self.check(case, "pooled", pooled, pooled_t, ref32=pooled32)
         self.check(case, "feature_map", fmap, fmap_t, ref32=fmap32)
         if input_grad:
-            self.check(case, "d_input", dx, xt.grad.numpy(), ref32=x32.grad.numpy(),
-                       pending=pending)
-        params, params32 = dict(model.named_parameters()), dict(model32.named_parameters())
-        buffers, buffers32 = dict(model.named_buffers()), dict(model32.named_buffers())
-        ours_all, ref_all, ref32_all = [], [], []
+            self.check(case, "d_input", dx, xt.grad.numpy(), ref32=x32, pending=pending)
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        params32 = [dict(r[0].named_parameters()) for r in runs32]
+        buffers32 = [dict(r[0].named_buffers()) for r in runs32]
+        ours_all, ref_all, ref32_all = [], [], [[] for _ in runs32]
         for name, kind, _shape in bb.tensors():
             if name.startswith("projector"):
                 continue
             if kind == "parameter":
-                g, g64, g32 = bb.grad(name), params[name].grad.numpy(), params32[name].grad.numpy()
+                g, g64 = bb.grad(name), params[name].grad.numpy()
+                g32 = tuple(p[name].grad.numpy() for p in params32)
                 ours_all.append(g.ravel())
                 ref_all.append(g64.ravel())
-                ref32_all.append(g32.ravel())
+                for k, r in enumerate(g32):
+                    ref32_all[k].append(r.ravel())
                 self.check(case, "grad:" + name, g, g64, ref32=g32, pending=pending)
             else:  # running statistics after the pass (updated in train mode only)
                 self.check(case, name, bb.get(name), buffers[name].numpy(), tol=1e-5,
-                           ref32=buffers32[name].numpy())
+                           ref32=tuple(b[name].numpy() for b in buffers32))
         ref_all = np.concatenate(ref_all)
         norm = np.linalg.norm(ref_all)
         global_err = (float(np.linalg.norm(np.concatenate(ours_all) - ref_all) / norm),
-                      float(np.linalg.norm(np.concatenate(ref32_all) - ref_all) / norm))
+                      max(float(np.linalg.norm(np.concatenate(r) - ref_all) / norm)
+                          for r in ref32_all))
         self.check_pending(case, pending, train, global_err)
         bb.close()
         return case
