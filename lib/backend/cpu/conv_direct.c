@@ -145,23 +145,24 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
 #if DIRECT_X86
 /* One MR × NR tile: rows[t][r] is the input vector (cin floats) output pixel r
  * reads at tap t (zeros in the padding). Stores nrow rows of ncol channels. */
-AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
-                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
-  /* Blocked sum: registers accumulate KB steps of K, then are added into out, so
-   * the rounding error grows with KB + K/KB instead of K (K reaches 4608). */
+AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *rows, const float *bp, float *y,
+          size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+  /* Blocked sum: registers accumulate about KB steps of K, then are added into out,
+   * so the rounding error grows with KB + K/KB instead of K (K reaches 4608). */
   float out[MR][NR];
-  memset(out, 0, sizeof out);
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  size_t steps = 0;
+  int first = 1; /* the first flush stores, later ones add */
   for (size_t t = 0; t < taps; t++) {
     const float *const *rp = rows + t * MR;
     const float *a0 = rp[0], *a1 = rp[1], *a2 = rp[2], *a3 = rp[3], *a4 = rp[4], *a5 = rp[5];
     const float *a6 = rp[6], *a7 = rp[7], *a8 = rp[8], *a9 = rp[9], *a10 = rp[10], *a11 = rp[11];
     for (size_t k0 = 0; k0 < cin; k0 += KB) {
       size_t k1 = k0 + KB < cin ? k0 + KB : cin;
-      __m512 c0[MR], c1[MR];
-#pragma GCC unroll 12
-      for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
       for (size_t ci = k0; ci < k1; ci++, bp += NR) {
-        /* the panel streams from L2: fetch it 8 steps ahead */
+        /* a panel larger than L1 streams from L2: fetch it 8 steps ahead */
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(bp + 8 * NR + 16), _MM_HINT_T0);
         __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
@@ -175,10 +176,25 @@ AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const
         ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);
 #undef ROW
       }
+      steps += k1 - k0;
+      if (steps >= KB || (t + 1 == taps && k1 == cin)) {
+        if (first) {
 #pragma GCC unroll 12
-      for (int r = 0; r < MR; r++) {
-        _mm512_storeu_ps(out[r], _mm512_add_ps(_mm512_loadu_ps(out[r]), c0[r]));
-        _mm512_storeu_ps(out[r] + 16, _mm512_add_ps(_mm512_loadu_ps(out[r] + 16), c1[r]));
+          for (int r = 0; r < MR; r++) {
+            _mm512_storeu_ps(out[r], c0[r]);
+            _mm512_storeu_ps(out[r] + 16, c1[r]);
+            c0[r] = c1[r] = _mm512_setzero_ps();
+          }
+        } else {
+#pragma GCC unroll 12
+          for (int r = 0; r < MR; r++) {
+            _mm512_storeu_ps(out[r], _mm512_add_ps(_mm512_loadu_ps(out[r]), c0[r]));
+            _mm512_storeu_ps(out[r] + 16, _mm512_add_ps(_mm512_loadu_ps(out[r] + 16), c1[r]));
+            c0[r] = c1[r] = _mm512_setzero_ps();
+          }
+        }
+        first = 0;
+        steps = 0;
       }
     }
   }
@@ -194,6 +210,59 @@ AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const
     _mm512_mask_storeu_ps(o, m0, v0);
     _mm512_mask_storeu_ps(o + 16, m1, v1);
   }
+}
+
+/* K <= 2·KB: one register chain (the original kernel; the panel fits L1). */
+AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows, const float *bp,
+                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+  __m512 c0[MR], c1[MR];
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+  for (size_t t = 0; t < taps; t++) {
+    const float *const *rp = rows + t * MR;
+    const float *a0 = rp[0], *a1 = rp[1], *a2 = rp[2], *a3 = rp[3], *a4 = rp[4], *a5 = rp[5];
+    const float *a6 = rp[6], *a7 = rp[7], *a8 = rp[8], *a9 = rp[9], *a10 = rp[10], *a11 = rp[11];
+    for (size_t ci = 0; ci < cin; ci++, bp += NR) {
+      __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+#define ROW(r, a)                                                 \
+  do {                                                            \
+    __m512 v = _mm512_set1_ps(a[ci]);                             \
+    c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);                        \
+    c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);                        \
+  } while (0)
+      ROW(0, a0); ROW(1, a1); ROW(2, a2); ROW(3, a3); ROW(4, a4); ROW(5, a5);
+      ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);
+#undef ROW
+    }
+  }
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  float out[MR][NR]; /* constant-index copy: see wtile */
+#pragma GCC unroll 12
+  for (int r = 0; r < MR; r++) {
+    _mm512_storeu_ps(out[r], c0[r]);
+    _mm512_storeu_ps(out[r] + 16, c1[r]);
+  }
+  for (size_t r = 0; r < nrow; r++) {
+    float *o = y + r * ldy;
+    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    _mm512_mask_storeu_ps(o, m0, v0);
+    _mm512_mask_storeu_ps(o + 16, m1, v1);
+  }
+}
+
+AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
+                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+  /* K <= 2·KB (the stem's 147, small 1x1 layers): one register chain, and a panel
+   * of at most 32 KB stays in L1, so neither blocking nor prefetching pays. */
+  if (taps * cin > 2 * KB)
+    tile_blocked(taps, cin, rows, bp, y, ldy, nrow, ncol, accumulate);
+  else
+    tile_simple(taps, cin, rows, bp, y, ldy, nrow, ncol, accumulate);
 }
 #endif
 
