@@ -885,6 +885,8 @@ static const conv_case conv_cases[] = {
     {1, 4, 5, 6, 3, 2, 3, 3, 1, 1, 2, 1, 1},   /* non-square kernel, uneven stride/pad */
     {2, 3, 9, 8, 5, 3, 3, 1, 2, 2, 1, 2, 1},   /* dilation */
     {3, 512, 30, 30, 4, 3, 3, 1, 1, 1, 1, 1, 1}, /* im2col larger than one workspace chunk */
+    {2, 64, 9, 9, 40, 3, 3, 2, 2, 1, 1, 1, 1},   /* strided 3x3: im2col weight gradient */
+    {2, 512, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1},   /* 512 channels, small map: the same */
 };
 
 static lvmmed_conv2d conv_desc(const conv_case *cc) {

@@ -406,7 +406,7 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
 
 #if DIRECT_X86
 AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyb,
-                         size_t ldy, float *gt, size_t ldg, size_t nrow, size_t ncol) {
+                         size_t ldy, float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
   __m512 c0[WR], c1[WR];
   __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
   __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
@@ -414,6 +414,11 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
   for (int r = 0; r < WR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
   for (size_t q = 0; q < np; q++) {
     const float *a = xb + off[q], *b = dyb + q * ldy;
+    if (q + 8 < np) { /* pixels are scattered rows: fetch 8 ahead */
+      _mm_prefetch((const char *)(xb + off[q + 8]), _MM_HINT_T0);
+      _mm_prefetch((const char *)(b + 8 * ldy), _MM_HINT_T0);
+      _mm_prefetch((const char *)(b + 8 * ldy + 16), _MM_HINT_T0);
+    }
     __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
 #pragma GCC unroll 12
     for (int r = 0; r < WR; r++) {
@@ -430,11 +435,15 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_storeu_ps(out[r], c0[r]);
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
-  for (size_t r = 0; r < nrow; r++) {
+  for (size_t r = 0; r < nrow; r++) { /* the first pixel block stores: gt needs no zeroing */
     float *o = gt + r * ldg;
-    _mm512_mask_storeu_ps(o, m0, _mm512_add_ps(_mm512_loadu_ps(out[r]), _mm512_maskz_loadu_ps(m0, o)));
-    _mm512_mask_storeu_ps(o + 16, m1,
-                          _mm512_add_ps(_mm512_loadu_ps(out[r] + 16), _mm512_maskz_loadu_ps(m1, o + 16)));
+    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
+    if (!first) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    _mm512_mask_storeu_ps(o, m0, v0);
+    _mm512_mask_storeu_ps(o + 16, m1, v1);
   }
 }
 #endif
@@ -442,7 +451,7 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
 typedef struct wgrad_job {
   const lvmmed_conv2d *c;
   const float *x, *dy; /* x zero-padded (hp × wpad), with WR floats of slack at its end */
-  float *gt;           /* kernel_h × kernel_w·cin × cout, zeroed */
+  float *gt;           /* kernel_h × kernel_w·cin × cout, written by the first pixel block */
   size_t hp, wpad, sblocks, cblocks;
 } wgrad_job;
 
@@ -477,7 +486,7 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
       size_t nrow = krow - s0 < WR ? krow - s0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
       const float *xb = j->x + ki * j->wpad * cin + s0;
       wtile(np, off, xb, j->dy + p0 * cout + co0, cout, j->gt + (ki * krow + s0) * cout + co0,
-            cout, nrow, ncol);
+            cout, nrow, ncol, p0 == 0);
     }
   }
 #else
@@ -527,7 +536,6 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
   memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's slack */
   float *gt = ws + ((padded + WR + 15) & ~(size_t)15);
-  memset(gt, 0, taps * cin * cout * sizeof *gt);
   wgrad_job j = {c, ws, dy, gt, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
   lvmmed__parallel_for(ctx, g->kernel_h * j.sblocks * j.cblocks, 1, wgrad_range, &j);
   unpermute_job uj = {gt, dw, cin, taps, cout};
