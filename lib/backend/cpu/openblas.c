@@ -538,21 +538,48 @@ static int conv_tap_major(const lvmmed_conv2d *c) {
          c->batch * c->g.out_h * c->g.out_w > 2 * c->out_channels;
 }
 
-/* (co, ci, t) → (co, t, ci), and back with accumulation. */
-static void weights_to_tap_major(const lvmmed_conv2d *c, const float *w, float *wt) {
-  size_t cin = c->g.channels, taps = c->g.kernel_h * c->g.kernel_w;
-  for (size_t co = 0; co < c->out_channels; co++)
+/* (co, ci, t) → (co, t, ci), and back with accumulation; parallel over co (each
+ * output channel's cin·taps block is its own). */
+typedef struct tap_major_job {
+  const lvmmed_conv2d *c;
+  const float *src;
+  float *dst;
+  int back; /* 0: to tap-major, 1: add back from tap-major */
+} tap_major_job;
+
+static void tap_major_range(void *arg, size_t begin, size_t end, unsigned chunk) {
+  const tap_major_job *j = arg;
+  size_t cin = j->c->g.channels, taps = j->c->g.kernel_h * j->c->g.kernel_w;
+  (void)chunk;
+  for (size_t co = begin; co < end; co++) {
+    const float *s = j->src + co * cin * taps;
+    float *d = j->dst + co * cin * taps;
     for (size_t ci = 0; ci < cin; ci++)
-      for (size_t t = 0; t < taps; t++)
-        wt[(co * taps + t) * cin + ci] = w[(co * cin + ci) * taps + t];
+      for (size_t t = 0; t < taps; t++) {
+        if (j->back)
+          d[ci * taps + t] += s[t * cin + ci];
+        else
+          d[t * cin + ci] = s[ci * taps + t];
+      }
+  }
 }
 
-static void add_from_tap_major(const lvmmed_conv2d *c, const float *wt, float *w) {
-  size_t cin = c->g.channels, taps = c->g.kernel_h * c->g.kernel_w;
-  for (size_t co = 0; co < c->out_channels; co++)
-    for (size_t ci = 0; ci < cin; ci++)
-      for (size_t t = 0; t < taps; t++)
-        w[(co * cin + ci) * taps + t] += wt[(co * taps + t) * cin + ci];
+static void permute_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *src,
+                              float *dst, int back) {
+  tap_major_job j = {c, src, dst, back};
+  size_t per = c->g.channels * c->g.kernel_h * c->g.kernel_w;
+  lvmmed__parallel_for(ctx, c->out_channels, at_least_one(ELEM_MIN_CHUNK / at_least_one(per)),
+                       tap_major_range, &j);
+}
+
+static void weights_to_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
+                                 float *wt) {
+  permute_tap_major(ctx, c, w, wt, 0);
+}
+
+static void add_from_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *wt,
+                               float *w) {
+  permute_tap_major(ctx, c, wt, w, 1);
 }
 
 /* Images whose im2col matrices go into one GEMM: as many as fit CONV_WS_BUDGET
@@ -687,7 +714,7 @@ static void blas_conv2d_forward(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const f
   int tm = conv_tap_major(c);
   if (tm) {
     float *wt = ws + conv_ws_cols(c);
-    weights_to_tap_major(c, w, wt);
+    weights_to_tap_major(ctx, c, w, wt);
     w = wt;
   }
   size_t step = conv_chunk_images(c);
@@ -756,7 +783,7 @@ static void blas_conv2d_backward_data(lvmmed_ctx *ctx, const lvmmed_conv2d *c, c
   int tm = conv_tap_major(c);
   if (tm) {
     float *wt = ws + conv_ws_cols(c);
-    weights_to_tap_major(c, w, wt);
+    weights_to_tap_major(ctx, c, w, wt);
     w = wt;
   }
   if (!accumulate) memset(dx, 0, c->batch * img * sizeof *dx);
@@ -796,7 +823,7 @@ static void blas_conv2d_backward_weight(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
     blas_gemm(ctx, 1, 0, cout, kdim, cnt * pix, 1.0f, dy + n * pix * cout, cout, ws, kdim,
               tm && n == 0 ? 0.0f : 1.0f, acc, kdim);
   }
-  if (tm) add_from_tap_major(c, acc, dw);
+  if (tm) add_from_tap_major(ctx, c, acc, dw);
 }
 
 /* Column reductions over rows: chunk c of the rows accumulates its partial
