@@ -143,10 +143,41 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
 }
 
 #if DIRECT_X86
+/* One K step of a tile: c0/c1[r] += a_r[ci] · (b0, b1) for the MR = 12 pixel rows. */
+#define ROW(r, a)                                                 \
+  do {                                                            \
+    __m512 v = _mm512_set1_ps(a[ci]);                             \
+    c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);                        \
+    c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);                        \
+  } while (0)
+#define TILE_STEP()                                                                   \
+  do {                                                                                \
+    ROW(0, a0); ROW(1, a1); ROW(2, a2); ROW(3, a3); ROW(4, a4); ROW(5, a5);           \
+    ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);       \
+  } while (0)
+
+/* Writes (or adds, when accumulate) nrow rows of ncol channels of a finished tile. */
+AVX512 static inline void store_tile(const float (*out)[NR], float *y, size_t ldy, size_t nrow,
+                                     size_t ncol, int accumulate) {
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  for (size_t r = 0; r < nrow; r++) {
+    float *o = y + r * ldy;
+    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
+    if (accumulate) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    _mm512_mask_storeu_ps(o, m0, v0);
+    _mm512_mask_storeu_ps(o + 16, m1, v1);
+  }
+}
+
 /* One MR × NR tile: rows[t][r] is the input vector (cin floats) output pixel r
  * reads at tap t (zeros in the padding). Stores nrow rows of ncol channels. */
-AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *rows, const float *bp, float *y,
-          size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *rows,
+                                const float *bp, float *y, size_t ldy, size_t nrow, size_t ncol,
+                                int accumulate) {
   /* Blocked sum: registers accumulate about KB steps of K, then are added into out,
    * so the rounding error grows with KB + K/KB instead of K (K reaches 4608). */
   float out[MR][NR];
@@ -166,15 +197,7 @@ AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *row
         _mm_prefetch((const char *)(bp + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(bp + 8 * NR + 16), _MM_HINT_T0);
         __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-#define ROW(r, a)                                                 \
-  do {                                                            \
-    __m512 v = _mm512_set1_ps(a[ci]);                             \
-    c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);                        \
-    c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);                        \
-  } while (0)
-        ROW(0, a0); ROW(1, a1); ROW(2, a2); ROW(3, a3); ROW(4, a4); ROW(5, a5);
-        ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);
-#undef ROW
+        TILE_STEP();
       }
       steps += k1 - k0;
       if (steps >= KB || (t + 1 == taps && k1 == cin)) {
@@ -198,23 +221,13 @@ AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *row
       }
     }
   }
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
-  for (size_t r = 0; r < nrow; r++) {
-    float *o = y + r * ldy;
-    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
-    }
-    _mm512_mask_storeu_ps(o, m0, v0);
-    _mm512_mask_storeu_ps(o + 16, m1, v1);
-  }
+  store_tile((const float (*)[NR])out, y, ldy, nrow, ncol, accumulate);
 }
 
-/* K <= 2·KB: one register chain (the original kernel; the panel fits L1). */
-AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows, const float *bp,
-                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+/* K <= 2·KB: one register chain (the panel fits L1). */
+AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows,
+                               const float *bp, float *y, size_t ldy, size_t nrow, size_t ncol,
+                               int accumulate) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
@@ -224,36 +237,19 @@ AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows
     const float *a6 = rp[6], *a7 = rp[7], *a8 = rp[8], *a9 = rp[9], *a10 = rp[10], *a11 = rp[11];
     for (size_t ci = 0; ci < cin; ci++, bp += NR) {
       __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
-#define ROW(r, a)                                                 \
-  do {                                                            \
-    __m512 v = _mm512_set1_ps(a[ci]);                             \
-    c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);                        \
-    c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);                        \
-  } while (0)
-      ROW(0, a0); ROW(1, a1); ROW(2, a2); ROW(3, a3); ROW(4, a4); ROW(5, a5);
-      ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);
-#undef ROW
+      TILE_STEP();
     }
   }
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
   float out[MR][NR]; /* constant-index copy: see wtile */
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) {
     _mm512_storeu_ps(out[r], c0[r]);
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
-  for (size_t r = 0; r < nrow; r++) {
-    float *o = y + r * ldy;
-    __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
-    if (accumulate) {
-      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
-      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
-    }
-    _mm512_mask_storeu_ps(o, m0, v0);
-    _mm512_mask_storeu_ps(o + 16, m1, v1);
-  }
+  store_tile((const float (*)[NR])out, y, ldy, nrow, ncol, accumulate);
 }
+#undef TILE_STEP
+#undef ROW
 
 AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
                         float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
