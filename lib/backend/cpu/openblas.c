@@ -554,13 +554,13 @@ static void tap_major_range(void *arg, size_t begin, size_t end, unsigned chunk)
   for (size_t co = begin; co < end; co++) {
     const float *s = j->src + co * cin * taps;
     float *d = j->dst + co * cin * taps;
-    for (size_t ci = 0; ci < cin; ci++)
-      for (size_t t = 0; t < taps; t++) {
-        if (j->back)
-          d[ci * taps + t] += s[t * cin + ci];
-        else
-          d[t * cin + ci] = s[ci * taps + t];
-      }
+    if (j->back) {
+      for (size_t ci = 0; ci < cin; ci++)
+        for (size_t t = 0; t < taps; t++) d[ci * taps + t] += s[t * cin + ci];
+    } else {
+      for (size_t ci = 0; ci < cin; ci++)
+        for (size_t t = 0; t < taps; t++) d[t * cin + ci] = s[ci * taps + t];
+    }
   }
 }
 
@@ -617,7 +617,8 @@ static int conv_direct(const lvmmed_conv2d *c) {
  * data). OpenBLAS is the faster of the two when that K is the short side (an
  * expansion: its small-K kernels re-read C); the direct kernel, which keeps each
  * 12 x 32 block of the output in registers over all of K, when K is the long side
- * (10-25% on ResNet-50's 256->64 ... 2048->512 layers, alternating A/B runs). */
+ * (10-25% on ResNet-50's 256->64 ... 2048->512 layers, alternating A/B runs) and
+ * there are enough output pixels (64) to fill a few of its 12-pixel tiles. */
 static int pointwise_direct(const lvmmed_conv2d *c, size_t k, size_t n) {
   return conv_is_pointwise(&c->g) && k > n && lvmmed__direct_supported(c) &&
          c->batch * c->g.out_h * c->g.out_w >= 64;
@@ -638,24 +639,26 @@ static int direct_backward_data(const lvmmed_conv2d *c) {
   return conv_direct(c) || pointwise_direct(c, c->out_channels, c->g.channels);
 }
 
+/* Floats of the adjoint's packed weights (C_out and C_in swap roles). */
+static size_t adjoint_packed_floats(const lvmmed_conv2d *c) {
+  return (c->g.channels + 31) / 32 * 32 * c->g.kernel_h * c->g.kernel_w * c->out_channels;
+}
+
 static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   (void)ctx;
-  size_t need = conv_is_pointwise(&c->g)
-                    ? 0
-                    : conv_ws_cols(c) + (conv_tap_major(c) ? conv_weight_floats(c) : 0);
   if (conv_is_pointwise(&c->g)) { /* packed weights only: no padding, BLAS weight gradient */
     size_t fwd = direct_forward(c) ? lvmmed__direct_packed_floats(c) : 0;
-    size_t adj = direct_backward_data(c) ? (c->g.channels + 31) / 32 * 32 * c->out_channels : 0;
+    size_t adj = direct_backward_data(c) ? adjoint_packed_floats(c) : 0;
     return round16(fwd > adj ? fwd : adj);
   }
+  size_t need = conv_ws_cols(c) + (conv_tap_major(c) ? conv_weight_floats(c) : 0);
   if (conv_direct(c)) {
     /* packed weights (forward, or the adjoint's: as many, padded differently) followed
      * by the zero-padded input of the kernel (the forward's, or the adjoint's dy) */
-    size_t taps = c->g.kernel_h * c->g.kernel_w;
     size_t fwd = round16(lvmmed__direct_packed_floats(c)) + lvmmed__direct_ws(c);
     int unit = c->g.stride_h == 1 && c->g.stride_w == 1; /* the adjoint runs on the kernel */
     size_t adj = !unit ? 0
-                       : round16((c->g.channels + 31) / 32 * 32 * taps * c->out_channels) +
+                       : round16(adjoint_packed_floats(c)) +
                              c->batch * (c->g.out_h + 2 * c->g.kernel_h) *
                                  (c->g.out_w + 2 * c->g.kernel_w) * c->out_channels;
     size_t wg = conv_direct_wgrad(c) ? lvmmed__direct_wgrad_ws(c) : 0;
