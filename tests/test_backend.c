@@ -887,6 +887,8 @@ static const conv_case conv_cases[] = {
     {3, 512, 30, 30, 4, 3, 3, 1, 1, 1, 1, 1, 1}, /* im2col larger than one workspace chunk */
     {2, 64, 9, 9, 40, 3, 3, 2, 2, 1, 1, 1, 1},   /* strided 3x3: im2col weight gradient */
     {2, 512, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1},   /* 512 channels, small map: the same */
+    {2, 24, 11, 10, 48, 3, 3, 1, 1, 2, 0, 1, 1}, /* tap-wise rows, whole rows of padding */
+    {3, 32, 8, 12, 70, 3, 3, 1, 1, 1, 1, 1, 1},  /* a partial third block of 32 channels */
 };
 
 static lvmmed_conv2d conv_desc(const conv_case *cc) {

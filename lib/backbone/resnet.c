@@ -587,6 +587,10 @@ lvmmed_status lvmmed_backbone_backward(lvmmed_backbone *bb, const float *d_poole
   if (!d_pooled && !d_feature_map)
     return lvmmed__fail(ctx, LVMMED_ERR_INVALID_ARGUMENT,
                         "%s: d_pooled and d_feature_map are both NULL", fn);
+  /* The workspace depends on the thread count, which may have changed since forward. */
+  size_t max_act, ws;
+  plan_extents(bb, &max_act, &ws);
+  if (!grow_floats(bb, &bb->ws, &bb->ws_cap, ws)) return bb_oom(bb, fn, ws);
   bb->have_forward = 0;
   const lvmmed_backend_ops *ops = lvmmed__backend(ctx);
   size_t batch = bb->plan.batch, dim = bb->feature_dim;

@@ -128,7 +128,8 @@ typedef struct lvmmed_backend_ops {
   /* ---- version 2: backbone layers. Activations are NHWC, so a feature map
    * of a batch is a rows × channels matrix (rows = batch·height·width). ---- */
 
-  /** Floats of scratch the conv2d slots below need for c (0 if none). The
+  /** Floats of scratch the conv2d slots below need for c (0 if none) under ctx's
+   *  current thread count: ask again after changing it. The
    *  conv2d slots (packing ones included) and this one are resolved as a group:
    *  a backend that leaves one of them NULL gets all of them from the reference. */
   size_t (*conv2d_workspace)(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);

@@ -112,8 +112,8 @@ void lvmmed__direct_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w
   pack_run(ctx, &p);
 }
 
-int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
-                           lvmmed_conv2d *t, float *wp) {
+/* The stride-1 adjoint of c into *t; 0 if c has none the kernel runs. */
+static int adjoint_desc(const lvmmed_conv2d *c, lvmmed_conv2d *t) {
   const lvmmed_conv_geom *g = &c->g;
   if (g->stride_h != 1 || g->stride_w != 1 || g->pad_h >= g->kernel_h || g->pad_w >= g->kernel_w)
     return 0;
@@ -130,9 +130,19 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
   t->g.dilation_h = t->g.dilation_w = 1;
   t->g.pad_h = g->kernel_h - 1 - g->pad_h;
   t->g.pad_w = g->kernel_w - 1 - g->pad_w;
-  if (!lvmmed__conv_geom_finish(&t->g) || t->g.out_h != g->height || t->g.out_w != g->width ||
-      !lvmmed__direct_supported(t))
-    return 0;
+  return lvmmed__conv_geom_finish(&t->g) && t->g.out_h == g->height && t->g.out_w == g->width &&
+         lvmmed__direct_supported(t);
+}
+
+size_t lvmmed__direct_adjoint_ws(const lvmmed_conv2d *c) {
+  lvmmed_conv2d t;
+  return adjoint_desc(c, &t) ? lvmmed__direct_ws(&t) : 0;
+}
+
+int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
+                           lvmmed_conv2d *t, float *wp) {
+  const lvmmed_conv_geom *g = &c->g;
+  if (!adjoint_desc(c, t)) return 0;
   /* adjoint panel element (tap t', co) of output channel ci = w[co][ci][flip(t')]:
    * flip(t') = taps - 1 - t' for a kernel flipped in both axes */
   size_t taps = g->kernel_h * g->kernel_w, cin = g->channels;
@@ -269,7 +279,23 @@ typedef struct direct_job {
   size_t hp, wpad;     /* padded height and width */
   size_t tiles, cblocks, cparts, pparts;
   int accumulate;
+  int tapwise; /* x not padded: one row pointer per (pixel, tap), zeros in the padding */
 } direct_job;
+
+/* What a tap in the padding reads: LVMMED_DIRECT_MAX_CIN zeros. */
+static const float zero_row[LVMMED_DIRECT_MAX_CIN];
+
+/* Taps of a kernel that runs tap by tap on the unpadded input rather than on a
+ * padded copy. Whole kernel rows of consecutive floats are longer K runs, but
+ * the copy costs a read and a write of the input; with C >= 16 a tap's run is
+ * long enough to skip it. */
+#define TAPWISE_MAX_TAPS 9
+#define TAPWISE_MIN_CIN 16
+
+static int use_tapwise(const lvmmed_conv_geom *g) {
+  return (g->pad_h || g->pad_w) && g->kernel_h * g->kernel_w <= TAPWISE_MAX_TAPS &&
+         g->channels >= TAPWISE_MIN_CIN;
+}
 
 #define TILE_BLOCK 32 /* tiles whose input rows stay cache-resident across channel blocks */
 
@@ -282,9 +308,11 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   const direct_job *j = arg;
   const lvmmed_conv2d *c = j->c;
   const lvmmed_conv_geom *g = &c->g;
-  size_t cin = g->channels, krow = g->kernel_w * cin, kh = g->kernel_h, k = krow * kh;
+  size_t cin = g->channels, kw = g->kernel_w, kh = g->kernel_h, k = kw * cin * kh;
+  /* the kernel's view: nseg row segments per pixel of seg consecutive floats each */
+  size_t nseg = j->tapwise ? kh * kw : kh, seg = j->tapwise ? cin : kw * cin;
   size_t cout = c->out_channels, pix = g->out_h * g->out_w, total = c->batch * pix;
-  const float *rows[TILE_BLOCK * 7 * MR];
+  const float *rows[TILE_BLOCK * 9 * MR];
   (void)chunk;
   for (size_t u = begin; u < end; u++) {
     size_t cpart = u / j->pparts, ppart = u % j->pparts;
@@ -296,13 +324,27 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
     for (size_t tb = t0; tb < t1; tb += TILE_BLOCK) {
       size_t te = tb + TILE_BLOCK < t1 ? tb + TILE_BLOCK : t1;
       for (size_t tl = tb; tl < te; tl++) {
-        const float **rt = rows + (tl - tb) * kh * MR;
+        const float **rt = rows + (tl - tb) * nseg * MR;
         size_t nrow = total - tl * MR < MR ? total - tl * MR : MR;
         for (size_t r = 0; r < MR; r++) {
           if (r < nrow) {
-            const float *base =
-                j->x + ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
-            for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = base + ki * j->wpad * cin;
+            if (j->tapwise) {
+              /* input position of tap (ki, kj), offset by the padding so it stays unsigned */
+              size_t y0 = oy * g->stride_h, x0 = ox * g->stride_w;
+              for (size_t ki = 0; ki < kh; ki++)
+                for (size_t kj = 0; kj < kw; kj++) {
+                  size_t iy = y0 + ki, ix = x0 + kj; /* padded coordinates */
+                  int inside = iy >= g->pad_h && iy - g->pad_h < g->height && ix >= g->pad_w &&
+                               ix - g->pad_w < g->width;
+                  rt[(ki * kw + kj) * MR + r] =
+                      inside ? j->x + ((n * g->height + iy - g->pad_h) * g->width + ix - g->pad_w) * cin
+                             : zero_row;
+                }
+            } else {
+              const float *base =
+                  j->x + ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
+              for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = base + ki * j->wpad * cin;
+            }
             if (++ox == g->out_w) {
               ox = 0;
               if (++oy == g->out_h) {
@@ -311,7 +353,7 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
               }
             }
           } else { /* past the end: any readable row, results dropped */
-            for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = rt[ki * MR];
+            for (size_t ki = 0; ki < nseg; ki++) rt[ki * MR + r] = rt[ki * MR];
           }
         }
       }
@@ -320,7 +362,7 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
         size_t ncol = cout - cb * NR < NR ? cout - cb * NR : NR;
         for (size_t tl = tb; tl < te; tl++) {
           size_t p0 = tl * MR, nrow = total - p0 < MR ? total - p0 : MR;
-          tile(kh, krow, rows + (tl - tb) * kh * MR, panel, j->y + p0 * cout + cb * NR, cout,
+          tile(nseg, seg, rows + (tl - tb) * nseg * MR, panel, j->y + p0 * cout + cb * NR, cout,
                nrow, ncol, j->accumulate);
         }
       }
@@ -336,7 +378,7 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 
 size_t lvmmed__direct_ws(const lvmmed_conv2d *c) {
   const lvmmed_conv_geom *g = &c->g;
-  if (g->pad_h == 0 && g->pad_w == 0) return 0;
+  if ((g->pad_h == 0 && g->pad_w == 0) || use_tapwise(g)) return 0;
   return c->batch * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w) * g->channels;
 }
 
@@ -372,13 +414,14 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
   const lvmmed_conv_geom *g = &c->g;
   size_t total = c->batch * g->out_h * g->out_w;
   size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
-  if (g->pad_h || g->pad_w) {
+  int tapwise = use_tapwise(g);
+  if ((g->pad_h || g->pad_w) && !tapwise) {
     pad_job pj = {g, x, ws, hp, wpad};
     lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
     x = ws;
   }
   direct_job j = {c, x, wp, y, hp, wpad, blocks_of(total, MR), blocks_of(c->out_channels, NR), 1,
-                  1, accumulate};
+                  1, accumulate, tapwise};
   /* Threads split the weights (channel blocks: each streams only its own panels)
    * when they outweigh the input, else the pixels (each reads its own rows once). */
   size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
@@ -396,26 +439,26 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
  * over the kernel_w·C consecutive floats one kernel row reads (s = kj·C + ci), so the
  * layout is tap-major [t][ci][co] and a 3-channel stem fills its tiles as well as a
  * 64-channel layer. Tiles of WR values of s × NR output channels accumulate over a
- * block of pixels in registers, broadcasting WR consecutive floats of one input row. */
+ * block of pixels in registers, broadcasting WR consecutive floats of one input row.
+ *
+ * Each thread copies the dy tile of a pixel block (PIX_BLOCK × 32 channels) into
+ * its own contiguous scratch first: in place its rows lie C_out·4 bytes apart, a
+ * power of two that maps them into a few L1 sets, where they evict each other
+ * before the next s block reuses them. */
 #define WR 12
-#define PIX_BLOCK 256 /* dy tile (PIX_BLOCK × NR floats) stays in L1 across the s blocks */
+#define PIX_BLOCK 256 /* the dy tile (PIX_BLOCK × NR floats, 32 KB) stays in L1 across s blocks */
+#define WPREFETCH 8   /* pixels ahead: scattered input rows the hardware cannot predict */
 
 #if DIRECT_X86
-AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyb,
-                         size_t ldy, float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
+AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
+                         float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
   __m512 c0[WR], c1[WR];
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
 #pragma GCC unroll 12
   for (int r = 0; r < WR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
   for (size_t q = 0; q < np; q++) {
-    const float *a = xb + off[q], *b = dyb + q * ldy;
-    if (q + 8 < np) { /* pixels are scattered rows: fetch 8 ahead */
-      _mm_prefetch((const char *)(xb + off[q + 8]), _MM_HINT_T0);
-      _mm_prefetch((const char *)(b + 8 * ldy), _MM_HINT_T0);
-      _mm_prefetch((const char *)(b + 8 * ldy + 16), _MM_HINT_T0);
-    }
-    __m512 b0 = _mm512_maskz_loadu_ps(m0, b), b1 = _mm512_maskz_loadu_ps(m1, b + 16);
+    const float *a = xb + off[q], *b = dyt + q * NR;
+    _mm_prefetch((const char *)(xb + off[q + WPREFETCH]), _MM_HINT_T0); /* off has slack */
+    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 12
     for (int r = 0; r < WR; r++) {
       __m512 v = _mm512_set1_ps(a[r]);
@@ -431,6 +474,8 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_storeu_ps(out[r], c0[r]);
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
   for (size_t r = 0; r < nrow; r++) { /* the first pixel block stores: gt needs no zeroing */
     float *o = gt + r * ldg;
     __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
@@ -442,26 +487,39 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_mask_storeu_ps(o + 16, m1, v1);
   }
 }
+
+/* dy rows [0, np) (stride ldy), channels [0, ncol) into the contiguous np × NR tile t,
+ * zeros past ncol. */
+AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t ncol, float *t) {
+  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  for (size_t q = 0; q < np; q++, dy += ldy, t += NR) {
+    _mm512_storeu_ps(t, _mm512_maskz_loadu_ps(m0, dy));
+    _mm512_storeu_ps(t + 16, _mm512_maskz_loadu_ps(m1, dy + 16));
+  }
+}
 #endif
 
 typedef struct wgrad_job {
   const lvmmed_conv2d *c;
   const float *x, *dy; /* x zero-padded (hp × wpad), with WR floats of slack at its end */
   float *gt;           /* kernel_h × kernel_w·cin × cout, written by the first pixel block */
+  float *tiles;        /* PIX_BLOCK × NR floats per chunk: its dy tile */
   size_t hp, wpad, sblocks, cblocks;
 } wgrad_job;
 
-/* Unit u = output tile (kernel row, s block, co block), s blocks fastest so one
- * dy tile serves them all from L1; each unit runs over every pixel in order. */
+/* Unit u = output tile (co block, kernel row, s block), s blocks fastest so one dy
+ * tile serves them all from L1 and co blocks slowest so a thread copies each of its
+ * tiles once per pixel block; each unit runs over every pixel in order. */
 static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 #if DIRECT_X86
   const wgrad_job *j = arg;
   const lvmmed_conv2d *c = j->c;
   const lvmmed_conv_geom *g = &c->g;
   size_t cin = g->channels, cout = c->out_channels, pix = g->out_h * g->out_w;
-  size_t krow = g->kernel_w * cin, total = c->batch * pix;
-  size_t off[PIX_BLOCK];
-  (void)chunk;
+  size_t krow = g->kernel_w * cin, total = c->batch * pix, per_cb = g->kernel_h * j->sblocks;
+  float *dyt = j->tiles + (size_t)chunk * PIX_BLOCK * NR;
+  size_t off[PIX_BLOCK + WPREFETCH];
   for (size_t p0 = 0; p0 < total; p0 += PIX_BLOCK) {
     size_t np = total - p0 < PIX_BLOCK ? total - p0 : PIX_BLOCK;
     size_t n = p0 / pix, q = p0 % pix, oy = q / g->out_w, ox = q % g->out_w;
@@ -475,13 +533,17 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
         }
       }
     }
+    for (size_t k = np; k < np + WPREFETCH; k++) off[k] = off[np - 1];
+    size_t have_cb = (size_t)-1;
     for (size_t u = begin; u < end; u++) {
-      size_t ki = u / (j->sblocks * j->cblocks), rest = u % (j->sblocks * j->cblocks);
-      size_t cb = rest / j->sblocks, sb = rest % j->sblocks;
+      size_t cb = u / per_cb, ki = u % per_cb / j->sblocks, sb = u % j->sblocks;
       size_t s0 = sb * WR, co0 = cb * NR;
       size_t nrow = krow - s0 < WR ? krow - s0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
-      const float *xb = j->x + ki * j->wpad * cin + s0;
-      wtile(np, off, xb, j->dy + p0 * cout + co0, cout, j->gt + (ki * krow + s0) * cout + co0,
+      if (cb != have_cb) {
+        copy_dy_tile(j->dy + p0 * cout + co0, cout, np, ncol, dyt);
+        have_cb = cb;
+      }
+      wtile(np, off, j->x + ki * j->wpad * cin + s0, dyt, j->gt + (ki * krow + s0) * cout + co0,
             cout, nrow, ncol, p0 == 0);
     }
   }
@@ -516,10 +578,23 @@ static void unpermute_range(void *arg, size_t begin, size_t end, unsigned chunk)
   }
 }
 
-size_t lvmmed__direct_wgrad_ws(const lvmmed_conv2d *c) {
+/* Floats of the zero-padded input with WR floats of slack, and of the tap-major gradient. */
+static size_t wgrad_padded_floats(const lvmmed_conv2d *c) {
   const lvmmed_conv_geom *g = &c->g;
   size_t padded = c->batch * (g->height + 2 * g->pad_h) * (g->width + 2 * g->pad_w) * g->channels;
-  return ((padded + WR + 15) & ~(size_t)15) + c->out_channels * g->channels * g->kernel_h * g->kernel_w;
+  return (padded + WR + 15) & ~(size_t)15;
+}
+
+static size_t wgrad_units(const lvmmed_conv2d *c) {
+  const lvmmed_conv_geom *g = &c->g;
+  return blocks_of(c->out_channels, NR) * g->kernel_h * blocks_of(g->kernel_w * g->channels, WR);
+}
+
+size_t lvmmed__direct_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
+  const lvmmed_conv_geom *g = &c->g;
+  size_t gt = (c->out_channels * g->channels * g->kernel_h * g->kernel_w + 15) & ~(size_t)15;
+  return wgrad_padded_floats(c) + gt +
+         (size_t)lvmmed__parallel_chunks(ctx, wgrad_units(c), 1) * PIX_BLOCK * NR;
 }
 
 void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
@@ -531,9 +606,10 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   pad_job pj = {g, x, ws, hp, wpad};
   lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
   memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's slack */
-  float *gt = ws + ((padded + WR + 15) & ~(size_t)15);
-  wgrad_job j = {c, ws, dy, gt, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
-  lvmmed__parallel_for(ctx, g->kernel_h * j.sblocks * j.cblocks, 1, wgrad_range, &j);
+  float *gt = ws + wgrad_padded_floats(c);
+  float *tiles = gt + ((cout * cin * taps + 15) & ~(size_t)15);
+  wgrad_job j = {c, ws, dy, gt, tiles, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
+  lvmmed__parallel_for(ctx, wgrad_units(c), 1, wgrad_range, &j);
   unpermute_job uj = {gt, dw, cin, taps, cout};
   lvmmed__parallel_for(ctx, blocks_of(cout, 16), 1, unpermute_range, &uj);
 }

@@ -35,16 +35,21 @@ void lvmmed__direct_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w
 int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
                            lvmmed_conv2d *t, float *wp);
 
-/** Floats of scratch lvmmed__direct_run needs for c (a zero-padded copy of the input). */
+/** Floats of scratch lvmmed__direct_run needs for c (a zero-padded copy of the input,
+ *  or none when the kernel reads it tap by tap). */
 size_t lvmmed__direct_ws(const lvmmed_conv2d *c);
+
+/** lvmmed__direct_ws of c's stride-1 adjoint (0 if it has none). */
+size_t lvmmed__direct_adjoint_ws(const lvmmed_conv2d *c);
 
 /** y = conv(x) (or y += when accumulate) with weights packed by lvmmed__direct_pack;
  *  ws: lvmmed__direct_ws(c) floats. */
 void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
                         float *y, int accumulate, float *ws);
 
-/** Floats of scratch lvmmed__direct_wgrad needs for c. */
-size_t lvmmed__direct_wgrad_ws(const lvmmed_conv2d *c);
+/** Floats of scratch lvmmed__direct_wgrad needs for c under ctx's thread count
+ *  (each thread copies what it reads into its own part). */
+size_t lvmmed__direct_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);
 
 /** dw (OIHW) += the weight gradient of c for input x and output gradient dy. */
 void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,

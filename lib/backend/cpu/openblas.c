@@ -645,7 +645,6 @@ static size_t adjoint_packed_floats(const lvmmed_conv2d *c) {
 }
 
 static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
-  (void)ctx;
   if (conv_is_pointwise(&c->g)) { /* packed weights only: no padding, BLAS weight gradient */
     size_t fwd = direct_forward(c) ? lvmmed__direct_packed_floats(c) : 0;
     size_t adj = direct_backward_data(c) ? adjoint_packed_floats(c) : 0;
@@ -654,14 +653,12 @@ static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *
   size_t need = conv_ws_cols(c) + (conv_tap_major(c) ? conv_weight_floats(c) : 0);
   if (conv_direct(c)) {
     /* packed weights (forward, or the adjoint's: as many, padded differently) followed
-     * by the zero-padded input of the kernel (the forward's, or the adjoint's dy) */
+     * by the zero-padded input of the kernel if it needs one (the forward's, or the
+     * adjoint's dy) */
     size_t fwd = round16(lvmmed__direct_packed_floats(c)) + lvmmed__direct_ws(c);
     int unit = c->g.stride_h == 1 && c->g.stride_w == 1; /* the adjoint runs on the kernel */
-    size_t adj = !unit ? 0
-                       : round16(adjoint_packed_floats(c)) +
-                             c->batch * (c->g.out_h + 2 * c->g.kernel_h) *
-                                 (c->g.out_w + 2 * c->g.kernel_w) * c->out_channels;
-    size_t wg = conv_direct_wgrad(c) ? lvmmed__direct_wgrad_ws(c) : 0;
+    size_t adj = !unit ? 0 : round16(adjoint_packed_floats(c)) + lvmmed__direct_adjoint_ws(c);
+    size_t wg = conv_direct_wgrad(c) ? lvmmed__direct_wgrad_ws(ctx, c) : 0;
     if (fwd > need) need = fwd;
     if (adj > need) need = adj;
     if (wg > need) need = wg;
