@@ -4,7 +4,9 @@
  * runs a chunk does not matter, so threads pick chunks dynamically.
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/ctx_impl.h"
 
@@ -15,18 +17,59 @@ struct lvmmed_pool {
   unsigned nworkers;
   unsigned threads;       /* ctx->threads the pool was built for */
   pthread_t *workers;
-  unsigned long generation;
-  int shutdown;
+  _Atomic unsigned long generation; /* written under lock; read without it while spinning */
+  _Atomic int shutdown;             /* the same */
   /* current loop */
   lvmmed_range_fn fn;
   void *arg;
   size_t n;
   unsigned chunks;
   unsigned next_chunk;
-  unsigned pending;
+  _Atomic unsigned pending;         /* the same */
 };
 
 static _Thread_local int in_region;
+
+/* Before sleeping on a condition variable, a waiting thread polls for this long.
+ * A parallel step (a training step) posts hundreds of loops in quick succession,
+ * and waking a sleeping thread costs tens to hundreds of microseconds (on virtual
+ * machines, where an idle CPU is given back to the host, more): a worker that
+ * polls picks the next loop up at once. The cost: an idle worker keeps its core
+ * busy this long after each loop. */
+#define SPIN_NS 200000L
+
+static long elapsed_ns(const struct timespec *t0) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Polls until done(pool) or SPIN_NS have passed; returns done(pool). */
+static int spin_until(lvmmed_pool *pool, int (*done)(lvmmed_pool *, unsigned long), unsigned long v) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (unsigned i = 1;; i++) {
+    if (done(pool, v)) return 1;
+    cpu_relax();
+    if (i % 64 == 0 && elapsed_ns(&t0) > SPIN_NS) return done(pool, v);
+  }
+}
+
+static int new_loop_or_shutdown(lvmmed_pool *pool, unsigned long seen) {
+  return atomic_load_explicit(&pool->generation, memory_order_relaxed) != seen ||
+         atomic_load_explicit(&pool->shutdown, memory_order_relaxed);
+}
+
+static int all_done(lvmmed_pool *pool, unsigned long unused) {
+  (void)unused;
+  return atomic_load_explicit(&pool->pending, memory_order_relaxed) == 0;
+}
 
 int lvmmed__in_parallel_region(void) { return in_region; }
 
@@ -68,6 +111,11 @@ static void *worker_main(void *p) {
    * a loop posted before it ran (reading pool->generation here would skip it). */
   unsigned long seen = 0;
   for (;;) {
+    if (!pool->shutdown && pool->generation == seen) { /* poll first, then sleep; the lock decides */
+      pthread_mutex_unlock(&pool->lock);
+      spin_until(pool, new_loop_or_shutdown, seen);
+      pthread_mutex_lock(&pool->lock);
+    }
     while (!pool->shutdown && pool->generation == seen) pthread_cond_wait(&pool->work_cv, &pool->lock);
     if (pool->shutdown) break;
     seen = pool->generation;
@@ -126,8 +174,7 @@ static void run_inline(lvmmed_range_fn fn, void *arg, size_t n, unsigned chunks)
   in_region = outer;
 }
 
-void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn, void *arg) {
-  unsigned chunks = lvmmed__parallel_chunks(ctx, n, min_chunk);
+static void parallel_run(lvmmed_ctx *ctx, size_t n, unsigned chunks, lvmmed_range_fn fn, void *arg) {
   if (chunks == 0) return;
   /* Nested loops, single chunks and a pool busy with another caller run inline. */
   if (chunks == 1 || in_region || pthread_mutex_trylock(&ctx->pool_lock) != 0) {
@@ -155,7 +202,28 @@ void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_ra
   pool->generation++;
   pthread_cond_broadcast(&pool->work_cv);
   drain(pool);
+  if (pool->pending > 0) {
+    pthread_mutex_unlock(&pool->lock);
+    spin_until(pool, all_done, 0);
+    pthread_mutex_lock(&pool->lock);
+  }
   while (pool->pending > 0) pthread_cond_wait(&pool->done_cv, &pool->lock);
   pthread_mutex_unlock(&pool->lock);
   pthread_mutex_unlock(&ctx->pool_lock);
+}
+
+void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn, void *arg) {
+  parallel_run(ctx, n, lvmmed__parallel_chunks(ctx, n, min_chunk), fn, arg);
+}
+
+void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
+                                   void *arg) {
+  unsigned threads = lvmmed__ctx_threads(ctx);
+  size_t chunks = lvmmed__parallel_chunks(ctx, n, min_chunk);
+  if (threads > 1) {
+    size_t by_size = n / (min_chunk ? min_chunk : 1) + (n % (min_chunk ? min_chunk : 1) != 0);
+    size_t most = (size_t)threads * LVMMED_BALANCE_CHUNKS;
+    chunks = by_size < most ? by_size : most;
+  }
+  parallel_run(ctx, n, (unsigned)chunks, fn, arg);
 }

@@ -5,7 +5,9 @@
  * per-chunk work is deterministic is bit-identical run to run.
  *
  * Threads: the caller runs chunk 0 and (threads - 1) persistent workers run
- * the rest. A nested call (from inside a chunk) or a call while another
+ * the rest. Between loops, workers (and a caller waiting for them) poll for
+ * up to 0.2 ms before they sleep, so loops posted in quick succession do not
+ * pay a thread wake-up each. A nested call (from inside a chunk) or a call while another
  * thread is using the same pool runs every chunk inline, in order, on the
  * calling thread. OpenBLAS is driven single-threaded (see
  * lib/backend/cpu/openblas.c), so at most `threads` threads are ever busy.
@@ -31,6 +33,15 @@ unsigned lvmmed__parallel_chunks(const lvmmed_ctx *ctx, size_t n, size_t min_chu
  *  Never fails: if threads cannot be started, the chunks run inline. */
 void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
                           void *arg);
+
+/** Like lvmmed__parallel_for for loops whose results do not depend on how [0, n)
+ *  is cut: the range is cut into up to LVMMED_BALANCE_CHUNKS chunks per thread
+ *  (at least min_chunk indices each), which threads take one at a time, so a thread
+ *  slowed by other work on the machine takes fewer. One thread: a single chunk. */
+void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
+                                   void *arg);
+
+#define LVMMED_BALANCE_CHUNKS 8
 
 /** 1 when the calling thread is executing a chunk of some parallel loop. */
 int lvmmed__in_parallel_region(void);

@@ -298,6 +298,7 @@ static int use_tapwise(const lvmmed_conv_geom *g) {
 }
 
 #define TILE_BLOCK 32 /* tiles whose input rows stay cache-resident across channel blocks */
+#define DIRECT_PARTS 4 /* work items per thread */
 
 /* Work item u = (channel part, pixel part): channel blocks [cb0, cb1) × tiles
  * [t0, t1). Inside, blocks of TILE_BLOCK tiles (their input rows in L2) meet
@@ -423,14 +424,17 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
   direct_job j = {c, x, wp, y, hp, wpad, blocks_of(total, MR), blocks_of(c->out_channels, NR), 1,
                   1, accumulate, tapwise};
   /* Threads split the weights (channel blocks: each streams only its own panels)
-   * when they outweigh the input, else the pixels (each reads its own rows once). */
+   * when they outweigh the input, else the pixels (each reads its own rows once),
+   * into a few parts per thread that go to whichever thread is free (every output
+   * is computed whole in one part, so the split does not change the results). */
   size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
+  size_t parts = threads > 1 ? threads * DIRECT_PARTS : 1;
   size_t kdim = g->channels * g->kernel_h * g->kernel_w;
   if (j.cblocks >= threads && total * g->channels <= 4 * c->out_channels * kdim)
-    j.cparts = threads;
+    j.cparts = parts < j.cblocks ? parts : j.cblocks;
   else
-    j.pparts = threads < j.tiles ? threads : j.tiles;
-  lvmmed__parallel_for(ctx, j.cparts * j.pparts, 1, direct_range, &j);
+    j.pparts = parts < j.tiles ? parts : j.tiles;
+  lvmmed__parallel_for_balanced(ctx, j.cparts * j.pparts, 1, direct_range, &j);
 }
 
 /* ----- weight gradient ---------------------------------------------------------- */
