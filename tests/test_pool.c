@@ -69,6 +69,37 @@ START_TEST(every_index_exactly_once_in_fixed_chunks) {
 }
 END_TEST
 
+START_TEST(balanced_loops_cover_every_index_in_up_to_8_chunks_a_thread) {
+  static const size_t sizes[] = {1, 2, 3, 7, 64, 1000, 1001};
+  static const int thread_counts[] = {1, 2, 3, 8};
+  for (size_t t = 0; t < 4; t++) {
+    lvmmed_ctx *ctx = ctx_with_threads(thread_counts[t]);
+    size_t threads = (size_t)thread_counts[t];
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+      for (size_t min_chunk = 1; min_chunk <= 5; min_chunk += 4) {
+        size_t n = sizes[s];
+        coverage c;
+        memset(&c, 0, sizeof c);
+        c.check_region = 1;
+        c.hits = calloc(n, sizeof *c.hits);
+        lvmmed__parallel_for_balanced(ctx, n, min_chunk, mark, &c);
+        for (size_t i = 0; i < n; i++) ck_assert_int_eq(atomic_load(&c.hits[i]), 1);
+        size_t by_size = (n + min_chunk - 1) / min_chunk;
+        size_t most = threads == 1 ? 1 : threads * LVMMED_BALANCE_CHUNKS;
+        unsigned chunks = lvmmed__parallel_chunks_balanced(ctx, n, min_chunk);
+        ck_assert_uint_eq(chunks, by_size < most ? by_size : most);
+        for (unsigned k = 0; k < chunks; k++) /* contiguous and in order */
+          ck_assert_uint_eq(c.chunk_begin[k], k == 0 ? 0 : c.chunk_end[k - 1]);
+        ck_assert_uint_eq(c.chunk_end[chunks - 1], n);
+        ck_assert_int_le(atomic_load(&c.max_active), thread_counts[t]);
+        free(c.hits);
+      }
+    }
+    lvmmed_ctx_release(ctx);
+  }
+}
+END_TEST
+
 START_TEST(min_chunk_limits_the_split) {
   lvmmed_ctx *ctx = ctx_with_threads(4);
   ck_assert_uint_eq(lvmmed__parallel_chunks(ctx, 0, 1), 0);
@@ -242,6 +273,7 @@ int main(void) {
   TCase *tc = tcase_create("parallel_for");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, every_index_exactly_once_in_fixed_chunks);
+  tcase_add_test(tc, balanced_loops_cover_every_index_in_up_to_8_chunks_a_thread);
   tcase_add_test(tc, min_chunk_limits_the_split);
   tcase_add_test(tc, nested_loops_run_inline);
   tcase_add_test(tc, results_are_bit_identical_for_a_thread_count);

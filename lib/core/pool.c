@@ -216,14 +216,16 @@ void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_ra
   parallel_run(ctx, n, lvmmed__parallel_chunks(ctx, n, min_chunk), fn, arg);
 }
 
+unsigned lvmmed__parallel_chunks_balanced(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
+  unsigned threads = lvmmed__ctx_threads(ctx);
+  if (threads <= 1 || n == 0) return lvmmed__parallel_chunks(ctx, n, min_chunk);
+  if (min_chunk == 0) min_chunk = 1;
+  size_t by_size = n / min_chunk + (n % min_chunk != 0);
+  size_t most = (size_t)threads * LVMMED_BALANCE_CHUNKS;
+  return (unsigned)(by_size < most ? by_size : most);
+}
+
 void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
                                    void *arg) {
-  unsigned threads = lvmmed__ctx_threads(ctx);
-  size_t chunks = lvmmed__parallel_chunks(ctx, n, min_chunk);
-  if (threads > 1) {
-    size_t by_size = n / (min_chunk ? min_chunk : 1) + (n % (min_chunk ? min_chunk : 1) != 0);
-    size_t most = (size_t)threads * LVMMED_BALANCE_CHUNKS;
-    chunks = by_size < most ? by_size : most;
-  }
-  parallel_run(ctx, n, (unsigned)chunks, fn, arg);
+  parallel_run(ctx, n, lvmmed__parallel_chunks_balanced(ctx, n, min_chunk), fn, arg);
 }

@@ -43,6 +43,9 @@ void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, 
 
 #define LVMMED_BALANCE_CHUNKS 8
 
+/** Number of chunks lvmmed__parallel_for_balanced will use for (n, min_chunk) under ctx. */
+unsigned lvmmed__parallel_chunks_balanced(const lvmmed_ctx *ctx, size_t n, size_t min_chunk);
+
 /** 1 when the calling thread is executing a chunk of some parallel loop. */
 int lvmmed__in_parallel_region(void);
 
