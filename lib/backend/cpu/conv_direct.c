@@ -597,9 +597,8 @@ static size_t wgrad_units(const lvmmed_conv2d *c) {
 size_t lvmmed__direct_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   const lvmmed_conv_geom *g = &c->g;
   size_t gt = (c->out_channels * g->channels * g->kernel_h * g->kernel_w + 15) & ~(size_t)15;
-  /* one dy tile per chunk */
   return wgrad_padded_floats(c) + gt +
-         (size_t)lvmmed__parallel_chunks_balanced(ctx, wgrad_units(c), 1) * PIX_BLOCK * NR;
+         (size_t)lvmmed__parallel_chunks(ctx, wgrad_units(c), 1) * PIX_BLOCK * NR;
 }
 
 void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
@@ -614,7 +613,7 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   float *gt = ws + wgrad_padded_floats(c);
   float *tiles = gt + ((cout * cin * taps + 15) & ~(size_t)15);
   wgrad_job j = {c, ws, dy, gt, tiles, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
-  lvmmed__parallel_for_balanced(ctx, wgrad_units(c), 1, wgrad_range, &j);
+  lvmmed__parallel_for(ctx, wgrad_units(c), 1, wgrad_range, &j);
   unpermute_job uj = {gt, dw, cin, taps, cout};
   lvmmed__parallel_for(ctx, blocks_of(cout, 16), 1, unpermute_range, &uj);
 }
