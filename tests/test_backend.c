@@ -889,6 +889,7 @@ static const conv_case conv_cases[] = {
     {2, 512, 5, 5, 8, 3, 3, 1, 1, 1, 1, 1, 1},   /* 512 channels, small map: the same */
     {2, 24, 11, 10, 48, 3, 3, 1, 1, 2, 0, 1, 1}, /* tap-wise rows, whole rows of padding */
     {3, 32, 8, 12, 70, 3, 3, 1, 1, 1, 1, 1, 1},  /* a partial third block of 32 channels */
+    {3, 16, 60, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1}, /* 45 pixel blocks: 2 threads sum 8 parts */
 };
 
 static lvmmed_conv2d conv_desc(const conv_case *cc) {

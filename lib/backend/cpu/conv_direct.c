@@ -507,14 +507,17 @@ AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t n
 typedef struct wgrad_job {
   const lvmmed_conv2d *c;
   const float *x, *dy; /* x zero-padded (hp × wpad), with WR floats of slack at its end */
-  float *gt;           /* kernel_h × kernel_w·cin × cout, written by the first pixel block */
-  float *tiles;        /* PIX_BLOCK × NR floats per chunk: its dy tile */
-  size_t hp, wpad, sblocks, cblocks;
+  float *gt;           /* per part: kernel_h × kernel_w·cin × cout, written by its first block */
+  float *tiles;        /* PIX_BLOCK × NR floats per part: its dy tile */
+  size_t hp, wpad, sblocks, cblocks, gt_floats, pblocks;
+  size_t parts, splits; /* work item = (part, split): pixel part × range of output tiles */
 } wgrad_job;
 
-/* Unit u = output tile (co block, kernel row, s block), s blocks fastest so one dy
- * tile serves them all from L1 and co blocks slowest so a thread copies each of its
- * tiles once per pixel block; each unit runs over every pixel in order. */
+/* Work item w = (part, split): the part's run of pixel blocks, summed into its own
+ * gradient, for the split's range of output tiles. Tiles are (co block, kernel row,
+ * s block), s blocks fastest, so one dy tile serves them all from L1, and co blocks
+ * slowest, so each dy tile is copied once per pixel block; every tile runs over
+ * the part's pixel blocks in order. */
 static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 #if DIRECT_X86
   const wgrad_job *j = arg;
@@ -522,33 +525,36 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   const lvmmed_conv_geom *g = &c->g;
   size_t cin = g->channels, cout = c->out_channels, pix = g->out_h * g->out_w;
   size_t krow = g->kernel_w * cin, total = c->batch * pix, per_cb = g->kernel_h * j->sblocks;
+  size_t units = j->cblocks * per_cb;
   float *dyt = j->tiles + (size_t)chunk * PIX_BLOCK * NR;
   size_t off[PIX_BLOCK + WPREFETCH];
-  for (size_t p0 = 0; p0 < total; p0 += PIX_BLOCK) {
-    size_t np = total - p0 < PIX_BLOCK ? total - p0 : PIX_BLOCK;
-    size_t n = p0 / pix, q = p0 % pix, oy = q / g->out_w, ox = q % g->out_w;
-    for (size_t k = 0; k < np; k++) {
-      off[k] = ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
-      if (++ox == g->out_w) {
-        ox = 0;
-        if (++oy == g->out_h) {
-          oy = 0;
-          n++;
+  for (size_t w = begin; w < end; w++) {
+    size_t part = w / j->splits, split = w % j->splits;
+    size_t u0 = units * split / j->splits, u1 = units * (split + 1) / j->splits;
+    float *gt = j->gt + part * j->gt_floats;
+    size_t b0 = j->pblocks * part / j->parts, b1 = j->pblocks * (part + 1) / j->parts;
+    for (size_t p0 = b0 * PIX_BLOCK; p0 < total && p0 < b1 * PIX_BLOCK; p0 += PIX_BLOCK) {
+      size_t np = total - p0 < PIX_BLOCK ? total - p0 : PIX_BLOCK;
+      size_t n = p0 / pix, q = p0 % pix, oy = q / g->out_w, ox = q % g->out_w;
+      for (size_t k = 0; k < np; k++) {
+        off[k] = ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
+        if (++ox == g->out_w) {
+          ox = 0;
+          if (++oy == g->out_h) {
+            oy = 0;
+            n++;
+          }
         }
       }
-    }
-    for (size_t k = np; k < np + WPREFETCH; k++) off[k] = off[np - 1];
-    size_t have_cb = (size_t)-1;
-    for (size_t u = begin; u < end; u++) {
-      size_t cb = u / per_cb, ki = u % per_cb / j->sblocks, sb = u % j->sblocks;
-      size_t s0 = sb * WR, co0 = cb * NR;
-      size_t nrow = krow - s0 < WR ? krow - s0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
-      if (cb != have_cb) {
-        copy_dy_tile(j->dy + p0 * cout + co0, cout, np, ncol, dyt);
-        have_cb = cb;
+      for (size_t k = np; k < np + WPREFETCH; k++) off[k] = off[np - 1];
+      for (size_t u = u0; u < u1; u++) {
+        size_t cb = u / per_cb, ki = u % per_cb / j->sblocks, sb = u % j->sblocks;
+        size_t s0 = sb * WR, co0 = cb * NR;
+        size_t nrow = krow - s0 < WR ? krow - s0 : WR, ncol = cout - co0 < NR ? cout - co0 : NR;
+        if (u == u0 || u % per_cb == 0) copy_dy_tile(j->dy + p0 * cout + co0, cout, np, ncol, dyt);
+        wtile(np, off, j->x + ki * j->wpad * cin + s0, dyt, gt + (ki * krow + s0) * cout + co0,
+              cout, nrow, ncol, p0 == b0 * PIX_BLOCK);
       }
-      wtile(np, off, j->x + ki * j->wpad * cin + s0, dyt, j->gt + (ki * krow + s0) * cout + co0,
-            cout, nrow, ncol, p0 == 0);
     }
   }
 #else
@@ -559,25 +565,29 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 #endif
 }
 
-/* dw[co][ci][t] += gt[t][ci][co]: one unit = 16 output channels, read as vectors
- * along co and written as 16 sequential streams along (ci, t). */
+/* dw[co][ci][t] += Σ_parts gt[t][ci][co] (parts in order): one unit = 16 output
+ * channels, read as vectors along co and written as 16 sequential streams along (ci, t). */
 typedef struct unpermute_job {
   const float *gt;
   float *dw;
-  size_t cin, taps, cout;
+  size_t cin, taps, cout, gt_floats, parts;
 } unpermute_job;
 
 static void unpermute_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   const unpermute_job *j = arg;
   size_t k = j->cin * j->taps;
+  float sum[16];
   (void)chunk;
   for (size_t b = begin; b < end; b++) {
     size_t co0 = b * 16, nco = j->cout - co0 < 16 ? j->cout - co0 : 16;
     for (size_t ci = 0; ci < j->cin; ci++)
       for (size_t t = 0; t < j->taps; t++) {
         const float *src = j->gt + (t * j->cin + ci) * j->cout + co0;
+        for (size_t i = 0; i < nco; i++) sum[i] = src[i];
+        for (size_t p = 1; p < j->parts; p++)
+          for (size_t i = 0; i < nco; i++) sum[i] += src[p * j->gt_floats + i];
         float *dst = j->dw + co0 * k + ci * j->taps + t;
-        for (size_t i = 0; i < nco; i++) dst[i * k] += src[i];
+        for (size_t i = 0; i < nco; i++) dst[i * k] += sum[i];
       }
   }
 }
@@ -589,16 +599,37 @@ static size_t wgrad_padded_floats(const lvmmed_conv2d *c) {
   return (padded + WR + 15) & ~(size_t)15;
 }
 
-static size_t wgrad_units(const lvmmed_conv2d *c) {
+/* Threads share the work in one of two ways. Layers with many pixels cut them into
+ * WGRAD_PARTS parts per thread, each summed into its own partial gradient (added
+ * up in order at the end) and taken by whichever thread is free, so a thread slowed
+ * by other load takes fewer; each part must span at least WGRAD_PART_BLOCKS pixel
+ * blocks, or writing and adding its partial gradient would cost more than balance
+ * wins. Other layers split the output tiles, one range per thread, over all pixels. */
+#define WGRAD_PARTS 4
+#define WGRAD_PART_BLOCKS 4
+_Static_assert(WGRAD_PARTS <= LVMMED_BALANCE_CHUNKS, "one work item per balanced chunk");
+
+static void wgrad_split(const lvmmed_ctx *ctx, const lvmmed_conv2d *c, size_t *parts,
+                        size_t *splits) {
+  size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
+  size_t pblocks = blocks_of(c->batch * c->g.out_h * c->g.out_w, PIX_BLOCK);
+  *parts = *splits = 1;
+  if (threads <= 1) return;
+  if (pblocks >= threads * WGRAD_PARTS * WGRAD_PART_BLOCKS)
+    *parts = threads * WGRAD_PARTS;
+  else
+    *splits = threads;
+}
+
+static size_t wgrad_gt_floats(const lvmmed_conv2d *c) {
   const lvmmed_conv_geom *g = &c->g;
-  return blocks_of(c->out_channels, NR) * g->kernel_h * blocks_of(g->kernel_w * g->channels, WR);
+  return (c->out_channels * g->channels * g->kernel_h * g->kernel_w + 15) & ~(size_t)15;
 }
 
 size_t lvmmed__direct_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
-  const lvmmed_conv_geom *g = &c->g;
-  size_t gt = (c->out_channels * g->channels * g->kernel_h * g->kernel_w + 15) & ~(size_t)15;
-  return wgrad_padded_floats(c) + gt +
-         (size_t)lvmmed__parallel_chunks(ctx, wgrad_units(c), 1) * PIX_BLOCK * NR;
+  size_t parts, splits;
+  wgrad_split(ctx, c, &parts, &splits);
+  return wgrad_padded_floats(c) + parts * wgrad_gt_floats(c) + parts * splits * PIX_BLOCK * NR;
 }
 
 void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
@@ -606,14 +637,17 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   const lvmmed_conv_geom *g = &c->g;
   size_t cin = g->channels, cout = c->out_channels, taps = g->kernel_h * g->kernel_w;
   size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
-  size_t padded = c->batch * hp * wpad * cin;
+  size_t padded = c->batch * hp * wpad * cin, parts, splits;
+  wgrad_split(ctx, c, &parts, &splits);
   pad_job pj = {g, x, ws, hp, wpad};
   lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
   memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's slack */
-  float *gt = ws + wgrad_padded_floats(c);
-  float *tiles = gt + ((cout * cin * taps + 15) & ~(size_t)15);
-  wgrad_job j = {c, ws, dy, gt, tiles, hp, wpad, blocks_of(g->kernel_w * cin, WR), blocks_of(cout, NR)};
-  lvmmed__parallel_for(ctx, wgrad_units(c), 1, wgrad_range, &j);
-  unpermute_job uj = {gt, dw, cin, taps, cout};
+  float *gt = ws + wgrad_padded_floats(c), *tiles = gt + parts * wgrad_gt_floats(c);
+  wgrad_job j = {c, ws, dy, gt, tiles, hp, wpad, blocks_of(g->kernel_w * cin, WR),
+                 blocks_of(cout, NR), wgrad_gt_floats(c),
+                 blocks_of(c->batch * g->out_h * g->out_w, PIX_BLOCK), parts, splits};
+  /* parts · splits <= threads · WGRAD_PARTS: one work item per balanced chunk */
+  lvmmed__parallel_for_balanced(ctx, parts * splits, 1, wgrad_range, &j);
+  unpermute_job uj = {gt, dw, cin, taps, cout, wgrad_gt_floats(c), parts};
   lvmmed__parallel_for(ctx, blocks_of(cout, 16), 1, unpermute_range, &uj);
 }
