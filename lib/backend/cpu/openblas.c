@@ -178,7 +178,7 @@ static void axpy_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 
 static void blas_axpy(lvmmed_ctx *ctx, size_t n, float alpha, const float *x, float *y) {
   vec_job v = {alpha, x, y};
-  lvmmed__parallel_for(ctx, n, ELEM_MIN_CHUNK, axpy_range, &v);
+  lvmmed__parallel_for_balanced(ctx, n, ELEM_MIN_CHUNK, axpy_range, &v);
 }
 
 static void scale_range(void *arg, size_t begin, size_t end, unsigned chunk) {
@@ -195,7 +195,7 @@ static void scale_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 
 static void blas_scale(lvmmed_ctx *ctx, size_t n, float alpha, float *x) {
   vec_job v = {alpha, NULL, x};
-  lvmmed__parallel_for(ctx, n, ELEM_MIN_CHUNK, scale_range, &v);
+  lvmmed__parallel_for_balanced(ctx, n, ELEM_MIN_CHUNK, scale_range, &v);
 }
 
 /* ----- elementwise ------------------------------------------------------- */
@@ -231,7 +231,7 @@ static void elem_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 static void run_elem(lvmmed_ctx *ctx, elem_kind kind, size_t n, const float *a, const float *b,
                      float *out) {
   elem_job e = {kind, a, b, out};
-  lvmmed__parallel_for(ctx, n, ELEM_MIN_CHUNK, elem_range, &e);
+  lvmmed__parallel_for_balanced(ctx, n, ELEM_MIN_CHUNK, elem_range, &e);
 }
 
 static void blas_add(lvmmed_ctx *ctx, size_t n, const float *a, const float *b, float *out) {
@@ -382,7 +382,7 @@ static void blas_im2col(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float 
   size_t rows = g->channels * g->kernel_h * g->kernel_w;
   size_t plane = g->out_h * g->out_w;
   if (plane == 0) return;
-  lvmmed__parallel_for(ctx, rows, at_least_one(ELEM_MIN_CHUNK / plane), im2col_range, &job);
+  lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / plane), im2col_range, &job);
 }
 
 static void blas_col2im(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float *col,
@@ -390,7 +390,7 @@ static void blas_col2im(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float 
   conv_job job = {g, col, image};
   size_t per_channel = g->kernel_h * g->kernel_w * g->out_h * g->out_w;
   if (per_channel == 0) return;
-  lvmmed__parallel_for(ctx, g->channels, at_least_one(ELEM_MIN_CHUNK / per_channel),
+  lvmmed__parallel_for_balanced(ctx, g->channels, at_least_one(ELEM_MIN_CHUNK / per_channel),
                        col2im_range, &job);
 }
 
@@ -568,7 +568,7 @@ static void permute_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const flo
                               float *dst, int back) {
   tap_major_job j = {c, src, dst, back};
   size_t per = c->g.channels * c->g.kernel_h * c->g.kernel_w;
-  lvmmed__parallel_for(ctx, c->out_channels, at_least_one(ELEM_MIN_CHUNK / at_least_one(per)),
+  lvmmed__parallel_for_balanced(ctx, c->out_channels, at_least_one(ELEM_MIN_CHUNK / at_least_one(per)),
                        tap_major_range, &j);
 }
 
@@ -693,7 +693,7 @@ static void im2col_images(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const floa
   size_t kdim = g->channels * g->kernel_h * g->kernel_w;
   im2col_batch_job j = {g, x, col, g->height * g->width * g->channels, g->out_h * g->out_w, kdim,
                         tap_major};
-  lvmmed__parallel_for(ctx, count * j.pix, at_least_one(ELEM_MIN_CHUNK / kdim), im2col_batch_range,
+  lvmmed__parallel_for_balanced(ctx, count * j.pix, at_least_one(ELEM_MIN_CHUNK / kdim), im2col_batch_range,
                        &j);
 }
 
@@ -793,7 +793,7 @@ static void blas_conv2d_backward_data(lvmmed_ctx *ctx, const lvmmed_conv2d *c, c
     blas_gemm(ctx, 0, 0, cnt * pix, kdim, cout, 1.0f, dy + n * pix * cout, cout, w, kdim, 0.0f,
               ws, kdim);
     nhwc_col2im_job j = {g, ws, dx + n * img, img, pix, kdim, tm};
-    lvmmed__parallel_for(ctx, cnt, 1, nhwc_col2im_range, &j);
+    lvmmed__parallel_for_balanced(ctx, cnt, 1, nhwc_col2im_range, &j);
   }
 }
 
@@ -857,14 +857,14 @@ static void colred_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 
 /* Runs the reduction; returns the chunk count (0 on allocation failure). */
 static unsigned colred_run(lvmmed_ctx *ctx, size_t rows, colred_job *j) {
-  unsigned chunks = lvmmed__parallel_chunks(ctx, rows, COLRED_MIN_ROWS);
+  unsigned chunks = lvmmed__parallel_chunks_balanced(ctx, rows, COLRED_MIN_ROWS);
   if (chunks == 0) chunks = 1;
   j->part = lvmmed__alloc(ctx, (size_t)chunks * 2 * j->channels * sizeof(double));
   if (!j->part) return 0;
   if (rows == 0)
     colred_range(j, 0, 0, 0);
   else
-    lvmmed__parallel_for(ctx, rows, COLRED_MIN_ROWS, colred_range, j);
+    lvmmed__parallel_for_balanced(ctx, rows, COLRED_MIN_ROWS, colred_range, j);
   for (unsigned k = 1; k < chunks; k++)
     for (size_t c = 0; c < 2 * j->channels; c++) j->part[c] += j->part[k * 2 * j->channels + c];
   return chunks;
@@ -934,7 +934,7 @@ static void blas_channel_affine(lvmmed_ctx *ctx, size_t rows, size_t channels, c
                                 int relu, float *y) {
   affine_job j = {.channels = channels, .x = x, .scale = scale, .shift = shift,
                   .residual = residual, .relu = relu, .y = y};
-  lvmmed__parallel_for(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
+  lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
                        affine_range, &j);
 }
 
@@ -952,7 +952,7 @@ static void blas_bn_backward_apply(lvmmed_ctx *ctx, size_t rows, size_t channels
                                    float *dx) {
   affine_job j = {.channels = channels, .x = x, .mean = mean, .mask = mask, .dy = dy,
                   .k_g = k_g, .k_x = k_x, .k_0 = k_0, .y = dx};
-  lvmmed__parallel_for(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
+  lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
                        bn_apply_range, &j);
 }
 
@@ -997,7 +997,7 @@ static void maxpool_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 static void blas_maxpool_forward(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, size_t batch,
                                  const float *x, float *y, uint8_t *arg) {
   pool_job j = {.g = g, .x = x, .y = y, .arg = arg};
-  lvmmed__parallel_for(ctx, batch * g->out_h, 1, maxpool_range, &j);
+  lvmmed__parallel_for_balanced(ctx, batch * g->out_h, 1, maxpool_range, &j);
 }
 
 /* Backward: one chunk owns whole images, so the scattered adds never race. */
@@ -1023,7 +1023,7 @@ static void maxpool_back_range(void *arg, size_t begin, size_t end, unsigned chu
 static void blas_maxpool_backward(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, size_t batch,
                                   const float *dy, const uint8_t *arg, float *dx) {
   pool_job j = {.g = g, .x = dy, .y = dx, .carg = arg};
-  lvmmed__parallel_for(ctx, batch, 1, maxpool_back_range, &j);
+  lvmmed__parallel_for_balanced(ctx, batch, 1, maxpool_back_range, &j);
 }
 
 static void avgpool_range(void *arg, size_t begin, size_t end, unsigned chunk) {
@@ -1068,7 +1068,7 @@ static void avgpool_back_range(void *arg, size_t begin, size_t end, unsigned chu
 static void blas_avgpool_backward(lvmmed_ctx *ctx, size_t batch, size_t pixels, size_t channels,
                                   const float *dout, const float *dmap, float *dx) {
   pool_job j = {.x = dout, .y = dx, .pixels = pixels, .channels = channels, .dmap = dmap};
-  lvmmed__parallel_for(ctx, batch * pixels, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
+  lvmmed__parallel_for_balanced(ctx, batch * pixels, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
                        avgpool_back_range, &j);
 }
 
@@ -1103,7 +1103,7 @@ static void blas_transpose(lvmmed_ctx *ctx, size_t batch, size_t rows, size_t co
   transpose_job j = {rows, cols, x, y};
   size_t row_tiles = (rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
   size_t per_unit = TRANSPOSE_TILE * at_least_one(cols);
-  lvmmed__parallel_for(ctx, batch * row_tiles, at_least_one(ELEM_MIN_CHUNK / per_unit),
+  lvmmed__parallel_for_balanced(ctx, batch * row_tiles, at_least_one(ELEM_MIN_CHUNK / per_unit),
                        transpose_range, &j);
 }
 
