@@ -51,7 +51,8 @@ static void cpu_relax(void) {
 }
 
 /* Polls until done(pool) or SPIN_NS have passed; returns done(pool). */
-static int spin_until(lvmmed_pool *pool, int (*done)(lvmmed_pool *, unsigned long), unsigned long v) {
+static int spin_until(lvmmed_pool *pool, int (*done)(lvmmed_pool *, unsigned long),
+                      unsigned long v) {
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (unsigned i = 1;; i++) {
@@ -73,12 +74,20 @@ static int all_done(lvmmed_pool *pool, unsigned long unused) {
 
 int lvmmed__in_parallel_region(void) { return in_region; }
 
-unsigned lvmmed__parallel_chunks(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
-  if (n == 0) return 0;
+/* Chunks of at least min_chunk indices covering [0, n), at most `most`. */
+static unsigned chunk_count(size_t n, size_t min_chunk, size_t most) {
   if (min_chunk == 0) min_chunk = 1;
   size_t by_size = n / min_chunk + (n % min_chunk != 0);
+  return (unsigned)(by_size < most ? by_size : most);
+}
+
+unsigned lvmmed__parallel_chunks(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
+  return chunk_count(n, min_chunk, lvmmed__ctx_threads(ctx));
+}
+
+unsigned lvmmed__parallel_chunks_balanced(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
   unsigned threads = lvmmed__ctx_threads(ctx);
-  return by_size < threads ? (unsigned)by_size : threads;
+  return chunk_count(n, min_chunk, threads > 1 ? (size_t)threads * LVMMED_BALANCE_CHUNKS : 1);
 }
 
 static void run_chunk(lvmmed_range_fn fn, void *arg, size_t n, unsigned chunks, unsigned c) {
@@ -111,7 +120,7 @@ static void *worker_main(void *p) {
    * a loop posted before it ran (reading pool->generation here would skip it). */
   unsigned long seen = 0;
   for (;;) {
-    if (!pool->shutdown && pool->generation == seen) { /* poll first, then sleep; the lock decides */
+    if (!pool->shutdown && pool->generation == seen) { /* poll, then sleep; the lock decides */
       pthread_mutex_unlock(&pool->lock);
       spin_until(pool, new_loop_or_shutdown, seen);
       pthread_mutex_lock(&pool->lock);
@@ -214,15 +223,6 @@ static void parallel_run(lvmmed_ctx *ctx, size_t n, unsigned chunks, lvmmed_rang
 
 void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn, void *arg) {
   parallel_run(ctx, n, lvmmed__parallel_chunks(ctx, n, min_chunk), fn, arg);
-}
-
-unsigned lvmmed__parallel_chunks_balanced(const lvmmed_ctx *ctx, size_t n, size_t min_chunk) {
-  unsigned threads = lvmmed__ctx_threads(ctx);
-  if (threads <= 1 || n == 0) return lvmmed__parallel_chunks(ctx, n, min_chunk);
-  if (min_chunk == 0) min_chunk = 1;
-  size_t by_size = n / min_chunk + (n % min_chunk != 0);
-  size_t most = (size_t)threads * LVMMED_BALANCE_CHUNKS;
-  return (unsigned)(by_size < most ? by_size : most);
 }
 
 void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,

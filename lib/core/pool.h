@@ -34,10 +34,10 @@ unsigned lvmmed__parallel_chunks(const lvmmed_ctx *ctx, size_t n, size_t min_chu
 void lvmmed__parallel_for(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
                           void *arg);
 
-/** Like lvmmed__parallel_for for loops whose results do not depend on how [0, n)
- *  is cut: the range is cut into up to LVMMED_BALANCE_CHUNKS chunks per thread
+/** Like lvmmed__parallel_for, with up to LVMMED_BALANCE_CHUNKS chunks per thread
  *  (at least min_chunk indices each), which threads take one at a time, so a thread
- *  slowed by other work on the machine takes fewer. One thread: a single chunk. */
+ *  slowed by other work on the machine takes fewer. Chunk boundaries are fixed by
+ *  (n, min_chunk, threads) as there. One thread: a single chunk. */
 void lvmmed__parallel_for_balanced(lvmmed_ctx *ctx, size_t n, size_t min_chunk, lvmmed_range_fn fn,
                                    void *arg);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/cpu/conv_direct.h"
+#include "core/core.h"
 #include "core/pool.h"
 
 #define MR 12 /* output pixels per tile (24 accumulators + 2 weight vectors in registers) */
@@ -21,6 +22,14 @@
 #endif
 
 static size_t blocks_of(size_t n, size_t b) { return (n + b - 1) / b; }
+
+#if DIRECT_X86
+/* Lane masks of the first ncol channels of a 32-channel block (all from 32 on). */
+AVX512 static inline void col_masks(size_t ncol, __mmask16 *m0, __mmask16 *m1) {
+  *m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
+  *m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+}
+#endif
 
 int lvmmed__direct_supported(const lvmmed_conv2d *c) {
 #if DIRECT_X86
@@ -68,8 +77,8 @@ AVX512 static void pack_gather(const pack_job *p, size_t cb) {
   size_t k = p->cin * p->taps;
   float *panel = p->wp + cb * k * NR;
   size_t left = p->cout - cb * NR;
-  __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
-  __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
+  __mmask16 m0, m1;
+  col_masks(left, &m0, &m1);
   __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                    _mm512_set1_epi32((int)p->src_co));
   const float *base = p->w + (ptrdiff_t)(cb * NR) * p->src_co;
@@ -134,9 +143,9 @@ static int adjoint_desc(const lvmmed_conv2d *c, lvmmed_conv2d *t) {
          lvmmed__direct_supported(t);
 }
 
-size_t lvmmed__direct_adjoint_ws(const lvmmed_conv2d *c) {
+size_t lvmmed__direct_adjoint_floats(const lvmmed_conv2d *c) {
   lvmmed_conv2d t;
-  return adjoint_desc(c, &t) ? lvmmed__direct_ws(&t) : 0;
+  return adjoint_desc(c, &t) ? lvmmed__direct_packed_floats(&t) + lvmmed__direct_ws(&t) : 0;
 }
 
 int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
@@ -169,8 +178,8 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
 /* Writes (or adds, when accumulate) nrow rows of ncol channels of a finished tile. */
 AVX512 static inline void store_tile(const float (*out)[NR], float *y, size_t ldy, size_t nrow,
                                      size_t ncol, int accumulate) {
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  __mmask16 m0, m1;
+  col_masks(ncol, &m0, &m1);
   for (size_t r = 0; r < nrow; r++) {
     float *o = y + r * ldy;
     __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
@@ -297,6 +306,15 @@ static int use_tapwise(const lvmmed_conv_geom *g) {
          g->channels >= TAPWISE_MIN_CIN;
 }
 
+/* Steps (image n, output row oy, column ox) to the next output pixel. */
+static void next_pixel(const lvmmed_conv_geom *g, size_t *n, size_t *oy, size_t *ox) {
+  if (++*ox < g->out_w) return;
+  *ox = 0;
+  if (++*oy < g->out_h) return;
+  *oy = 0;
+  ++*n;
+}
+
 #define TILE_BLOCK 32 /* tiles whose input rows stay cache-resident across channel blocks */
 #define DIRECT_PARTS 4 /* work items per thread */
 
@@ -337,22 +355,15 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
                   size_t iy = y0 + ki, ix = x0 + kj; /* padded coordinates */
                   int inside = iy >= g->pad_h && iy - g->pad_h < g->height && ix >= g->pad_w &&
                                ix - g->pad_w < g->width;
-                  rt[(ki * kw + kj) * MR + r] =
-                      inside ? j->x + ((n * g->height + iy - g->pad_h) * g->width + ix - g->pad_w) * cin
-                             : zero_row;
+                  size_t at = (n * g->height + iy - g->pad_h) * g->width + ix - g->pad_w;
+                  rt[(ki * kw + kj) * MR + r] = inside ? j->x + at * cin : zero_row;
                 }
             } else {
               const float *base =
                   j->x + ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
               for (size_t ki = 0; ki < kh; ki++) rt[ki * MR + r] = base + ki * j->wpad * cin;
             }
-            if (++ox == g->out_w) {
-              ox = 0;
-              if (++oy == g->out_h) {
-                oy = 0;
-                n++;
-              }
-            }
+            next_pixel(g, &n, &oy, &ox);
           } else { /* past the end: any readable row, results dropped */
             for (size_t ki = 0; ki < nseg; ki++) rt[ki * MR + r] = rt[ki * MR];
           }
@@ -427,7 +438,7 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
    * when they outweigh the input, else the pixels (each reads its own rows once),
    * into a few parts per thread that go to whichever thread is free (every output
    * is computed whole in one part, so the split does not change the results). */
-  size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
+  size_t threads = lvmmed__ctx_threads(ctx);
   size_t parts = threads > 1 ? threads * DIRECT_PARTS : 1;
   size_t kdim = g->channels * g->kernel_h * g->kernel_w;
   if (j.cblocks >= threads && total * g->channels <= 4 * c->out_channels * kdim)
@@ -478,8 +489,8 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_storeu_ps(out[r], c0[r]);
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  __mmask16 m0, m1;
+  col_masks(ncol, &m0, &m1);
   for (size_t r = 0; r < nrow; r++) { /* the first pixel block stores: gt needs no zeroing */
     float *o = gt + r * ldg;
     __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
@@ -495,8 +506,8 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
 /* dy rows [0, np) (stride ldy), channels [0, ncol) into the contiguous np × NR tile t,
  * zeros past ncol. */
 AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t ncol, float *t) {
-  __mmask16 m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  __mmask16 m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  __mmask16 m0, m1;
+  col_masks(ncol, &m0, &m1);
   for (size_t q = 0; q < np; q++, dy += ldy, t += NR) {
     _mm512_storeu_ps(t, _mm512_maskz_loadu_ps(m0, dy));
     _mm512_storeu_ps(t + 16, _mm512_maskz_loadu_ps(m1, dy + 16));
@@ -538,13 +549,7 @@ static void wgrad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
       size_t n = p0 / pix, q = p0 % pix, oy = q / g->out_w, ox = q % g->out_w;
       for (size_t k = 0; k < np; k++) {
         off[k] = ((n * j->hp + oy * g->stride_h) * j->wpad + ox * g->stride_w) * cin;
-        if (++ox == g->out_w) {
-          ox = 0;
-          if (++oy == g->out_h) {
-            oy = 0;
-            n++;
-          }
-        }
+        next_pixel(g, &n, &oy, &ox);
       }
       for (size_t k = np; k < np + WPREFETCH; k++) off[k] = off[np - 1];
       for (size_t u = u0; u < u1; u++) {
@@ -609,10 +614,13 @@ static size_t wgrad_padded_floats(const lvmmed_conv2d *c) {
 #define WGRAD_PART_BLOCKS 4
 _Static_assert(WGRAD_PARTS <= LVMMED_BALANCE_CHUNKS, "one work item per balanced chunk");
 
+static size_t wgrad_pblocks(const lvmmed_conv2d *c) {
+  return blocks_of(c->batch * c->g.out_h * c->g.out_w, PIX_BLOCK);
+}
+
 static void wgrad_split(const lvmmed_ctx *ctx, const lvmmed_conv2d *c, size_t *parts,
                         size_t *splits) {
-  size_t threads = lvmmed__parallel_chunks(ctx, (size_t)-1 / 2, 1);
-  size_t pblocks = blocks_of(c->batch * c->g.out_h * c->g.out_w, PIX_BLOCK);
+  size_t threads = lvmmed__ctx_threads(ctx), pblocks = wgrad_pblocks(c);
   *parts = *splits = 1;
   if (threads <= 1) return;
   if (pblocks >= threads * WGRAD_PARTS * WGRAD_PART_BLOCKS)
@@ -637,17 +645,16 @@ void lvmmed__direct_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *
   const lvmmed_conv_geom *g = &c->g;
   size_t cin = g->channels, cout = c->out_channels, taps = g->kernel_h * g->kernel_w;
   size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
-  size_t padded = c->batch * hp * wpad * cin, parts, splits;
+  size_t padded = c->batch * hp * wpad * cin, gtn = wgrad_gt_floats(c), parts, splits;
   wgrad_split(ctx, c, &parts, &splits);
   pad_job pj = {g, x, ws, hp, wpad};
   lvmmed__parallel_for(ctx, c->batch * hp, 16, pad_range, &pj);
   memset(ws + padded, 0, WR * sizeof *ws); /* the last tile's slack */
-  float *gt = ws + wgrad_padded_floats(c), *tiles = gt + parts * wgrad_gt_floats(c);
+  float *gt = ws + wgrad_padded_floats(c), *tiles = gt + parts * gtn;
   wgrad_job j = {c, ws, dy, gt, tiles, hp, wpad, blocks_of(g->kernel_w * cin, WR),
-                 blocks_of(cout, NR), wgrad_gt_floats(c),
-                 blocks_of(c->batch * g->out_h * g->out_w, PIX_BLOCK), parts, splits};
+                 blocks_of(cout, NR), gtn, wgrad_pblocks(c), parts, splits};
   /* parts · splits <= threads · WGRAD_PARTS: one work item per balanced chunk */
   lvmmed__parallel_for_balanced(ctx, parts * splits, 1, wgrad_range, &j);
-  unpermute_job uj = {gt, dw, cin, taps, cout, wgrad_gt_floats(c), parts};
+  unpermute_job uj = {gt, dw, cin, taps, cout, gtn, parts};
   lvmmed__parallel_for(ctx, blocks_of(cout, 16), 1, unpermute_range, &uj);
 }

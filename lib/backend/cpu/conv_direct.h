@@ -39,8 +39,10 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
  *  or none when the kernel reads it tap by tap). */
 size_t lvmmed__direct_ws(const lvmmed_conv2d *c);
 
-/** lvmmed__direct_ws of c's stride-1 adjoint (0 if it has none). */
-size_t lvmmed__direct_adjoint_ws(const lvmmed_conv2d *c);
+/** Floats of scratch the backward-data pass through c's stride-1 adjoint needs: its
+ *  packed weights (lvmmed__direct_packed_floats of the adjoint, a multiple of 16),
+ *  then its lvmmed__direct_ws. 0 if c has no adjoint the kernel runs. */
+size_t lvmmed__direct_adjoint_floats(const lvmmed_conv2d *c);
 
 /** y = conv(x) (or y += when accumulate) with weights packed by lvmmed__direct_pack;
  *  ws: lvmmed__direct_ws(c) floats. */

@@ -382,7 +382,8 @@ static void blas_im2col(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float 
   size_t rows = g->channels * g->kernel_h * g->kernel_w;
   size_t plane = g->out_h * g->out_w;
   if (plane == 0) return;
-  lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / plane), im2col_range, &job);
+  lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / plane), im2col_range,
+                                &job);
 }
 
 static void blas_col2im(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float *col,
@@ -391,7 +392,7 @@ static void blas_col2im(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const float 
   size_t per_channel = g->kernel_h * g->kernel_w * g->out_h * g->out_w;
   if (per_channel == 0) return;
   lvmmed__parallel_for_balanced(ctx, g->channels, at_least_one(ELEM_MIN_CHUNK / per_channel),
-                       col2im_range, &job);
+                                col2im_range, &job);
 }
 
 /* ----- pairwise squared distances ---------------------------------------- */
@@ -568,8 +569,9 @@ static void permute_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const flo
                               float *dst, int back) {
   tap_major_job j = {c, src, dst, back};
   size_t per = c->g.channels * c->g.kernel_h * c->g.kernel_w;
-  lvmmed__parallel_for_balanced(ctx, c->out_channels, at_least_one(ELEM_MIN_CHUNK / at_least_one(per)),
-                       tap_major_range, &j);
+  lvmmed__parallel_for_balanced(ctx, c->out_channels,
+                                at_least_one(ELEM_MIN_CHUNK / at_least_one(per)), tap_major_range,
+                                &j);
 }
 
 static void weights_to_tap_major(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
@@ -639,25 +641,18 @@ static int direct_backward_data(const lvmmed_conv2d *c) {
   return conv_direct(c) || pointwise_direct(c, c->out_channels, c->g.channels);
 }
 
-/* Floats of the adjoint's packed weights (C_out and C_in swap roles). */
-static size_t adjoint_packed_floats(const lvmmed_conv2d *c) {
-  return (c->g.channels + 31) / 32 * 32 * c->g.kernel_h * c->g.kernel_w * c->out_channels;
-}
-
 static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   if (conv_is_pointwise(&c->g)) { /* packed weights only: no padding, BLAS weight gradient */
     size_t fwd = direct_forward(c) ? lvmmed__direct_packed_floats(c) : 0;
-    size_t adj = direct_backward_data(c) ? adjoint_packed_floats(c) : 0;
+    size_t adj = direct_backward_data(c) ? lvmmed__direct_adjoint_floats(c) : 0;
     return round16(fwd > adj ? fwd : adj);
   }
   size_t need = conv_ws_cols(c) + (conv_tap_major(c) ? conv_weight_floats(c) : 0);
   if (conv_direct(c)) {
-    /* packed weights (forward, or the adjoint's: as many, padded differently) followed
-     * by the zero-padded input of the kernel if it needs one (the forward's, or the
-     * adjoint's dy) */
+    /* packed weights followed by the zero-padded input of the kernel if it needs
+     * one: the forward's, or (stride 1) the adjoint's */
     size_t fwd = round16(lvmmed__direct_packed_floats(c)) + lvmmed__direct_ws(c);
-    int unit = c->g.stride_h == 1 && c->g.stride_w == 1; /* the adjoint runs on the kernel */
-    size_t adj = !unit ? 0 : round16(adjoint_packed_floats(c)) + lvmmed__direct_adjoint_ws(c);
+    size_t adj = lvmmed__direct_adjoint_floats(c);
     size_t wg = conv_direct_wgrad(c) ? lvmmed__direct_wgrad_ws(ctx, c) : 0;
     if (fwd > need) need = fwd;
     if (adj > need) need = adj;
@@ -693,8 +688,8 @@ static void im2col_images(lvmmed_ctx *ctx, const lvmmed_conv_geom *g, const floa
   size_t kdim = g->channels * g->kernel_h * g->kernel_w;
   im2col_batch_job j = {g, x, col, g->height * g->width * g->channels, g->out_h * g->out_w, kdim,
                         tap_major};
-  lvmmed__parallel_for_balanced(ctx, count * j.pix, at_least_one(ELEM_MIN_CHUNK / kdim), im2col_batch_range,
-                       &j);
+  lvmmed__parallel_for_balanced(ctx, count * j.pix, at_least_one(ELEM_MIN_CHUNK / kdim),
+                                im2col_batch_range, &j);
 }
 
 static void blas_conv2d_forward(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
@@ -935,7 +930,7 @@ static void blas_channel_affine(lvmmed_ctx *ctx, size_t rows, size_t channels, c
   affine_job j = {.channels = channels, .x = x, .scale = scale, .shift = shift,
                   .residual = residual, .relu = relu, .y = y};
   lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
-                       affine_range, &j);
+                                affine_range, &j);
 }
 
 static void bn_apply_range(void *arg, size_t begin, size_t end, unsigned chunk) {
@@ -953,7 +948,7 @@ static void blas_bn_backward_apply(lvmmed_ctx *ctx, size_t rows, size_t channels
   affine_job j = {.channels = channels, .x = x, .mean = mean, .mask = mask, .dy = dy,
                   .k_g = k_g, .k_x = k_x, .k_0 = k_0, .y = dx};
   lvmmed__parallel_for_balanced(ctx, rows, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
-                       bn_apply_range, &j);
+                                bn_apply_range, &j);
 }
 
 typedef struct pool_job {
@@ -1068,8 +1063,9 @@ static void avgpool_back_range(void *arg, size_t begin, size_t end, unsigned chu
 static void blas_avgpool_backward(lvmmed_ctx *ctx, size_t batch, size_t pixels, size_t channels,
                                   const float *dout, const float *dmap, float *dx) {
   pool_job j = {.x = dout, .y = dx, .pixels = pixels, .channels = channels, .dmap = dmap};
-  lvmmed__parallel_for_balanced(ctx, batch * pixels, at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
-                       avgpool_back_range, &j);
+  lvmmed__parallel_for_balanced(ctx, batch * pixels,
+                                at_least_one(ELEM_MIN_CHUNK / at_least_one(channels)),
+                                avgpool_back_range, &j);
 }
 
 typedef struct transpose_job {
@@ -1104,7 +1100,7 @@ static void blas_transpose(lvmmed_ctx *ctx, size_t batch, size_t rows, size_t co
   size_t row_tiles = (rows + TRANSPOSE_TILE - 1) / TRANSPOSE_TILE;
   size_t per_unit = TRANSPOSE_TILE * at_least_one(cols);
   lvmmed__parallel_for_balanced(ctx, batch * row_tiles, at_least_one(ELEM_MIN_CHUNK / per_unit),
-                       transpose_range, &j);
+                                transpose_range, &j);
 }
 
 const lvmmed_backend_ops lvmmed__backend_openblas = {
