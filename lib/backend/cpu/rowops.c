@@ -105,6 +105,20 @@ AVX512 static inline void flush2(__m512 a, __m512 b, size_t c, size_t ch, double
  * each channel in registers, then flushing into double. Per channel the order of
  * the additions is the rows' order: the same sums as a channel-at-a-time walk. */
 #define RED_VECS 8
+
+/* Lane masks of the RED_VECS channel blocks from c0 on (0 past ch). */
+AVX512 static inline void group_lanes(size_t c0, size_t ch, __mmask16 *m) {
+#pragma GCC unroll 8
+  for (int v = 0; v < RED_VECS; v++)
+    m[v] = c0 + 16 * (size_t)v < ch ? lanes(c0 + 16 * (size_t)v, ch) : 0;
+}
+
+/* flush2 of each channel block of the group that exists. */
+AVX512 static inline void flush_group(const __m512 *a, const __m512 *b, size_t c0, size_t ch,
+                                      double *s1, double *s2) {
+  for (int v = 0; v < RED_VECS && c0 + 16 * (size_t)v < ch; v++)
+    flush2(a[v], b[v], c0 + 16 * (size_t)v, ch, s1, s2);
+}
 AVX512 static void sum_sumsq_avx512(size_t rows, size_t ch, const float *x, double *s1,
                                     double *s2) {
   for (size_t r0 = 0; r0 < rows; r0 += ROWOPS_BLOCK) {
@@ -112,11 +126,9 @@ AVX512 static void sum_sumsq_avx512(size_t rows, size_t ch, const float *x, doub
     for (size_t c0 = 0; c0 < ch; c0 += 16 * RED_VECS) {
       __m512 a[RED_VECS], b[RED_VECS];
       __mmask16 m[RED_VECS];
+      group_lanes(c0, ch, m);
 #pragma GCC unroll 8
-      for (int v = 0; v < RED_VECS; v++) {
-        a[v] = b[v] = _mm512_setzero_ps();
-        m[v] = c0 + 16 * (size_t)v < ch ? lanes(c0 + 16 * (size_t)v, ch) : 0;
-      }
+      for (int v = 0; v < RED_VECS; v++) a[v] = b[v] = _mm512_setzero_ps();
       for (size_t r = r0; r < r1; r++) {
         const float *row = x + r * ch + c0;
 #pragma GCC unroll 8
@@ -126,8 +138,7 @@ AVX512 static void sum_sumsq_avx512(size_t rows, size_t ch, const float *x, doub
           b[v] = _mm512_fmadd_ps(u, u, b[v]);
         }
       }
-      for (int v = 0; v < RED_VECS && c0 + 16 * (size_t)v < ch; v++)
-        flush2(a[v], b[v], c0 + 16 * (size_t)v, ch, s1, s2);
+      flush_group(a, b, c0, ch, s1, s2);
     }
   }
 }
@@ -140,10 +151,10 @@ AVX512 static void bn_reduce_avx512(size_t rows, size_t ch, const float *x, cons
     for (size_t c0 = 0; c0 < ch; c0 += 16 * RED_VECS) {
       __m512 a[RED_VECS], b[RED_VECS], mu[RED_VECS];
       __mmask16 m[RED_VECS];
+      group_lanes(c0, ch, m);
 #pragma GCC unroll 8
       for (int v = 0; v < RED_VECS; v++) {
         a[v] = b[v] = zero;
-        m[v] = c0 + 16 * (size_t)v < ch ? lanes(c0 + 16 * (size_t)v, ch) : 0;
         mu[v] = _mm512_maskz_loadu_ps(m[v], mean + c0 + 16 * v);
       }
       for (size_t r = r0; r < r1; r++) {
@@ -161,8 +172,7 @@ AVX512 static void bn_reduce_avx512(size_t rows, size_t ch, const float *x, cons
                                  b[v]);
         }
       }
-      for (int v = 0; v < RED_VECS && c0 + 16 * (size_t)v < ch; v++)
-        flush2(a[v], b[v], c0 + 16 * (size_t)v, ch, s1, s2);
+      flush_group(a, b, c0, ch, s1, s2);
     }
   }
 }
