@@ -3,8 +3,10 @@
  * For every distinct convolution of the chosen ResNet (with its multiplicity),
  * times forward, backward-data and backward-weight, and the batch-norm passes
  * around it, then prints one line per layer and totals per pass:
- *   conv <name> n=<count> fwd_ms=.. bwd_data_ms=.. bwd_weight_ms=.. gflops=..
+ *   conv <name> n=<count> fwd_ms=.. bwd_data_ms=.. bwd_weight_ms=.. gflops=.. infer_ms=..
  *   total fwd_ms=.. bwd_data_ms=.. bwd_weight_ms=.. bn_ms=.. conv_gflops=..
+ * fwd_ms packs the weights on every call, as a training step does; infer_ms runs
+ * on weights packed once, as frozen-weight inference does.
  * Times are the best of the repetitions (the least disturbed by other load on
  * the machine), multiplied by the multiplicity.
  * bench/bench_conv.py runs the same layers in PyTorch (channels_last) beside it.
@@ -154,11 +156,13 @@ int main(int argc, char **argv) {
     float *x = rand_floats(nx, 1), *w = rand_floats(nw, 2), *y = rand_floats(ny, 3);
     float *dx = rand_floats(nx, 4), *dw = rand_floats(nw, 5), *ws = rand_floats(nws ? nws : 1, 6);
     float *stats = rand_floats(8 * L[i].cout, 7);
-    if (!x || !w || !y || !dx || !dw || !ws || !stats) {
+    float *packed = rand_floats(ops.conv2d_packed_size(ctx, &c), 8);
+    if (!x || !w || !y || !dx || !dw || !ws || !stats || !packed) {
       fprintf(stderr, "bench_conv: out of memory\n");
       return 1;
     }
-    double t[4][MAX_REPS];
+    ops.conv2d_pack(ctx, &c, w, packed);
+    double t[5][MAX_REPS];
     for (int r = -1; r < reps; r++) {
       double t0 = now_s();
       ops.conv2d_forward(ctx, &c, x, w, y, ws);
@@ -174,26 +178,29 @@ int main(int argc, char **argv) {
       ops.bn_backward_reduce(ctx, rows, L[i].cout, y, mean, NULL, y, k1, k1 + L[i].cout);
       ops.bn_backward_apply(ctx, rows, L[i].cout, y, mean, NULL, y, mean, var, k1, y);
       double t4 = now_s();
+      ops.conv2d_forward_packed(ctx, &c, x, packed, y, ws);
+      double t5 = now_s();
       if (r >= 0) {
         t[0][r] = t1 - t0;
         t[1][r] = t2 - t1;
         t[2][r] = t3 - t2;
         t[3][r] = t4 - t3;
+        t[4][r] = t5 - t4;
       }
     }
-    double med[4];
-    for (int k = 0; k < 4; k++) {
+    double med[5];
+    for (int k = 0; k < 5; k++) {
       qsort(t[k], (size_t)reps, sizeof(double), cmp_double);
       med[k] = t[k][0] * (double)L[i].count * 1e3; /* best: least disturbed by other load */
-      tot[k] += med[k];
+      if (k < 4) tot[k] += med[k];
     }
     double flops = 2.0 * (double)rows * (double)L[i].cout * (double)(L[i].cin * L[i].k * L[i].k) *
                    (double)L[i].count;
     flops_all += (i > 0 ? 3 : 2) * flops;
     printf("conv %-22s n=%-2zu fwd_ms=%8.2f bwd_data_ms=%8.2f bwd_weight_ms=%8.2f bn_ms=%7.2f "
-           "gflops=%6.1f/%6.1f/%6.1f\n",
+           "gflops=%6.1f/%6.1f/%6.1f infer_ms=%8.2f\n",
            L[i].name, L[i].count, med[0], med[1], med[2], med[3], flops / med[0] * 1e-6,
-           flops / med[1] * 1e-6, flops / med[2] * 1e-6);
+           flops / med[1] * 1e-6, flops / med[2] * 1e-6, med[4]);
     fflush(stdout);
     free(x);
     free(w);
@@ -202,6 +209,7 @@ int main(int argc, char **argv) {
     free(dw);
     free(ws);
     free(stats);
+    free(packed);
   }
   printf("total fwd_ms=%.1f bwd_data_ms=%.1f bwd_weight_ms=%.1f bn_ms=%.1f conv_gflops=%.1f\n",
          tot[0], tot[1], tot[2], tot[3], flops_all / (tot[0] + tot[1] + tot[2]) * 1e-6);

@@ -21,7 +21,7 @@ import sys
 import time
 
 LINE = re.compile(r"conv (\S+)\s+n=(\d+)\s+fwd_ms=\s*([\d.]+) bwd_data_ms=\s*([\d.]+) "
-                  r"bwd_weight_ms=\s*([\d.]+)")
+                  r"bwd_weight_ms=\s*([\d.]+).*infer_ms=\s*([\d.]+)")
 
 
 def resnet_layers(arch, size):
@@ -93,7 +93,8 @@ def ours_times(args):
     cmd = [args.bench, str(args.arch), str(args.size), str(args.batch), str(args.threads),
            str(args.reps)]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {m.group(1): (float(m.group(3)), float(m.group(4)) + float(m.group(5)))
+    return {m.group(1): (float(m.group(3)), float(m.group(4)) + float(m.group(5)),
+                         float(m.group(6)))
             for m in LINE.finditer(text)}
 
 
@@ -121,7 +122,8 @@ def main():
     ours, theirs = {}, {}
     for _ in range(args.rounds):
         for name, t in ours_times(args).items():
-            ours[name] = min(ours.get(name, t), t, key=sum)
+            old = ours.get(name, t)
+            ours[name] = tuple(min(a, b) for a, b in zip(old, t))
         text = subprocess.run(worker, check=True, capture_output=True, text=True, env=env).stdout
         for line in text.splitlines():
             name, f, b = line.split()
@@ -129,16 +131,19 @@ def main():
             theirs[name] = min(theirs.get(name, t), t, key=sum)
     print(f"resnet{args.arch} {args.size}x{args.size} batch {args.batch}, {args.threads} threads, "
           f"best of {args.reps} x {args.rounds} rounds (ms, x count)")
+    print("ours fwd packs the weights in every call (a training step); ours infer runs on "
+          "weights packed once (frozen inference)")
     print(f"{'layer':22} {'n':>2} | {'ours fwd':>8} {'torch fwd':>9} {'ratio':>5} | "
-          f"{'ours bwd':>8} {'torch bwd':>9} {'ratio':>5}")
-    tot = [0.0, 0.0, 0.0, 0.0]
+          f"{'ours infer':>10} {'ratio':>5} | {'ours bwd':>8} {'torch bwd':>9} {'ratio':>5}")
+    tot = [0.0] * 5
     for name, *_rest, count in resnet_layers(args.arch, args.size):
-        (of, ob), (tf, tb) = ours[name], theirs[name]
-        tot = [tot[0] + of, tot[1] + tf, tot[2] + ob, tot[3] + tb]
+        (of, ob, oi), (tf, tb) = ours[name], theirs[name]
+        tot = [a + b for a, b in zip(tot, (of, tf, oi, ob, tb))]
         print(f"{name:22} {count:2d} | {of:8.2f} {tf:9.2f} {tf / of:5.2f} | "
-              f"{ob:8.2f} {tb:9.2f} {tb / ob:5.2f}")
+              f"{oi:10.2f} {tf / oi:5.2f} | {ob:8.2f} {tb:9.2f} {tb / ob:5.2f}")
     print(f"{'total':22} {'':2} | {tot[0]:8.1f} {tot[1]:9.1f} {tot[1] / tot[0]:5.2f} | "
-          f"{tot[2]:8.1f} {tot[3]:9.1f} {tot[3] / tot[2]:5.2f}")
+          f"{tot[2]:10.1f} {tot[1] / tot[2]:5.2f} | "
+          f"{tot[3]:8.1f} {tot[4]:9.1f} {tot[4] / tot[3]:5.2f}")
 
 
 if __name__ == "__main__":

@@ -437,14 +437,19 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
   /* Threads split the weights (channel blocks: each streams only its own panels)
    * when they outweigh the input, else the pixels (each reads its own rows once),
    * into a few parts per thread that go to whichever thread is free (every output
-   * is computed whole in one part, so the split does not change the results). */
+   * is computed whole in one part, so the split does not change the results).
+   * When one dimension has too few blocks for that many parts (the stem's two
+   * channel blocks, a 28×28 layer's four at batch 1), the other splits too. */
   size_t threads = lvmmed__ctx_threads(ctx);
   size_t parts = threads > 1 ? threads * DIRECT_PARTS : 1;
   size_t kdim = g->channels * g->kernel_h * g->kernel_w;
-  if (j.cblocks >= threads && total * g->channels <= 4 * c->out_channels * kdim)
+  if (j.cblocks >= threads && total * g->channels <= 4 * c->out_channels * kdim) {
     j.cparts = parts < j.cblocks ? parts : j.cblocks;
-  else
+    j.pparts = parts / j.cparts < j.tiles ? parts / j.cparts : j.tiles;
+  } else {
     j.pparts = parts < j.tiles ? parts : j.tiles;
+    j.cparts = parts / j.pparts < j.cblocks ? parts / j.pparts : j.cblocks;
+  }
   lvmmed__parallel_for_balanced(ctx, j.cparts * j.pparts, 1, direct_range, &j);
 }
 
