@@ -749,7 +749,8 @@ END_TEST
   X(MAXPOOL_FORWARD, maxpool_forward) X(MAXPOOL_BACKWARD, maxpool_backward)                  \
   X(AVGPOOL_FORWARD, avgpool_forward) X(AVGPOOL_BACKWARD, avgpool_backward)                  \
   X(TRANSPOSE, transpose) X(CONV2D_PACK, conv2d_pack)                                       \
-  X(CONV2D_FORWARD_PACKED, conv2d_forward_packed)
+  X(CONV2D_FORWARD_PACKED, conv2d_forward_packed)                                           \
+  X(CONV2D_FORWARD_PACKED_AFFINE, conv2d_forward_packed_affine)
 
 static int slot_present(const lvmmed_backend_ops *t, lvmmed_op op) {
   switch (op) {
@@ -945,6 +946,7 @@ START_TEST(test_conv2d_parity) {
     for (size_t i = 0; i < nw; i++) sw[i] = dw_sc[i];
     char what[96];
     snprintf(what, sizeof what, "conv case %zu", ci);
+    float *bn_scale = rand_floats(d.out_channels), *bn_shift = rand_floats(d.out_channels);
     for (size_t b = 0; b < nbackends; b++)
       for (unsigned t = 0; t < 2; t++) {
         const lvmmed_backend_ops *ops = &backends[b].ops;
@@ -959,6 +961,23 @@ START_TEST(test_conv2d_parity) {
         fill(y, ny, NAN);
         ops->conv2d_forward_packed(ctxs[t], &d, x, packed, y, ws);
         compare_floats(&st[3][b], y, y_ref, sy, ny, what);
+        /* with a batch norm fused (odd cases: + residual and ReLU): bit-identical
+         * to the packed forward followed by the backend's own channel_affine */
+        int odd = (int)(ci & 1);
+        const float *res = odd ? dy : NULL;
+        ops->channel_affine(ctxs[t], ny / d.out_channels, d.out_channels, y, bn_scale,
+                            bn_shift, res, odd, y);
+        float *yf = alloc_floats(ny);
+        fill(yf, ny, NAN);
+        ops->conv2d_forward_packed_affine(ctxs[t], &d, x, packed, bn_scale, bn_shift, res, odd,
+                                          yf, ws);
+        ck_assert_msg(memcmp(yf, y, ny * sizeof *y) == 0, "%s: %s fused affine differs", what,
+                      ops->name);
+        if (odd) { /* no scale, shift, residual: the plain forward */
+          ops->conv2d_forward_packed_affine(ctxs[t], &d, x, packed, NULL, NULL, NULL, 0, yf, ws);
+          compare_floats(&st[3][b], yf, y_ref, sy, ny, what);
+        }
+        free(yf);
         free(packed);
         /* backward data: overwrite (from NaN), then accumulate */
         float *dx = alloc_floats(nx);
@@ -978,6 +997,7 @@ START_TEST(test_conv2d_parity) {
         free(ws);
       }
     free(sy); free(sx); free(sw);
+    free(bn_scale); free(bn_shift);
     free(y_ref); free(y_sc); free(dx_ref); free(dx_sc); free(dw_ref); free(dw_sc);
     free(ax); free(aw); free(ady);
     free(x); free(w); free(dy); free(dx0); free(dw0);

@@ -437,10 +437,35 @@ static void ensure_packed(lvmmed_backbone *bb) {
 
 /* ----- forward ------------------------------------------------------------- */
 
+/* Eval mode with packed weights and nothing saved for backward: each convolution
+ * applies its batch norm (+ residual, ReLU) as it stores its output. */
+static void block_forward_fused(lvmmed_backbone *bb, bb_block *blk) {
+  lvmmed_ctx *ctx = bb->ctx;
+  int last = blk->nconv - 1;
+  const float *in = blk->in;
+  for (int k = 0; k < last; k++) {
+    lvmmed__nn_conv_bn_eval(ctx, &blk->conv[k], &blk->desc[k], in, &blk->bn[k], NULL, 1,
+                            blk->a[k], bb->ws);
+    in = blk->a[k];
+  }
+  const float *residual = blk->in;
+  if (blk->has_down) {
+    lvmmed__nn_conv_bn_eval(ctx, &blk->down, &blk->down_desc, blk->in, &blk->down_bn, NULL, 0,
+                            blk->zd, bb->ws);
+    residual = blk->zd;
+  }
+  lvmmed__nn_conv_bn_eval(ctx, &blk->conv[last], &blk->desc[last], in, &blk->bn[last], residual,
+                          1, blk->out, bb->ws);
+}
+
 static void block_forward(lvmmed_backbone *bb, bb_block *blk, int train, int save) {
   lvmmed_ctx *ctx = bb->ctx;
   int last = blk->nconv - 1;
   const float *in = blk->in;
+  if (!train && !save && bb->pack_valid) {
+    block_forward_fused(bb, blk);
+    return;
+  }
   for (int k = 0; k < blk->nconv; k++) {
     const lvmmed_conv2d *d = &blk->desc[k];
     size_t rows = d->batch * d->g.out_h * d->g.out_w;
@@ -513,9 +538,14 @@ lvmmed_status lvmmed_backbone_forward(lvmmed_backbone *bb, const float *input, s
   ops->transpose(ctx, batch, bb->in_channels, hw, input, bb->x_nhwc); /* NCHW → NHWC */
   /* stem: conv → bn → maxpool → relu (= torchvision's bn → relu → maxpool) */
   size_t stem_rows = batch * bb->plan.stem_h * bb->plan.stem_w;
-  lvmmed__nn_conv_forward(ctx, &bb->conv1, &bb->stem_desc, bb->x_nhwc, bb->stem_z, bb->ws);
-  lvmmed__nn_bn_prepare(ctx, &bb->bn1, stem_rows, bb->stem_z, train);
-  lvmmed__nn_bn_apply(ctx, &bb->bn1, stem_rows, bb->stem_z, NULL, 0, bb->maxpool_in);
+  if (!train && !save && bb->pack_valid) {
+    lvmmed__nn_conv_bn_eval(ctx, &bb->conv1, &bb->stem_desc, bb->x_nhwc, &bb->bn1, NULL, 0,
+                            bb->maxpool_in, bb->ws);
+  } else {
+    lvmmed__nn_conv_forward(ctx, &bb->conv1, &bb->stem_desc, bb->x_nhwc, bb->stem_z, bb->ws);
+    lvmmed__nn_bn_prepare(ctx, &bb->bn1, stem_rows, bb->stem_z, train);
+    lvmmed__nn_bn_apply(ctx, &bb->bn1, stem_rows, bb->stem_z, NULL, 0, bb->maxpool_in);
+  }
   ops->maxpool_forward(ctx, &bb->pool_geom, batch, bb->maxpool_in, bb->stem_p, bb->argmax);
   size_t pool_size = batch * bb->plan.pool_h * bb->plan.pool_w * 64;
   ops->relu(ctx, pool_size, bb->stem_p, bb->stem_p);

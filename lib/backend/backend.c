@@ -62,7 +62,7 @@ void lvmmed__backend_resolve(const lvmmed_backend_ops *table, lvmmed_backend_ops
   /* The conv slots share one workspace layout: taken together or not at all. */
   if (!out->conv2d_forward || !out->conv2d_backward_data || !out->conv2d_backward_weight ||
       !out->conv2d_workspace || !out->conv2d_packed_size || !out->conv2d_pack ||
-      !out->conv2d_forward_packed) {
+      !out->conv2d_forward_packed || !out->conv2d_forward_packed_affine) {
     out->conv2d_workspace = ref->conv2d_workspace;
     out->conv2d_forward = ref->conv2d_forward;
     out->conv2d_backward_data = ref->conv2d_backward_data;
@@ -70,6 +70,7 @@ void lvmmed__backend_resolve(const lvmmed_backend_ops *table, lvmmed_backend_ops
     out->conv2d_packed_size = ref->conv2d_packed_size;
     out->conv2d_pack = ref->conv2d_pack;
     out->conv2d_forward_packed = ref->conv2d_forward_packed;
+    out->conv2d_forward_packed_affine = ref->conv2d_forward_packed_affine;
   }
 }
 
@@ -104,6 +105,7 @@ const char *lvmmed__op_name(lvmmed_op op) {
       [LVMMED_OP_TRANSPOSE] = "transpose",
       [LVMMED_OP_CONV2D_PACK] = "conv2d_pack",
       [LVMMED_OP_CONV2D_FORWARD_PACKED] = "conv2d_forward_packed",
+      [LVMMED_OP_CONV2D_FORWARD_PACKED_AFFINE] = "conv2d_forward_packed_affine",
   };
   if ((unsigned)op >= LVMMED_OP_COUNT || !names[op]) return "unknown";
   return names[op];

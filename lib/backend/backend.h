@@ -23,7 +23,7 @@
 #include "lvmmed/status.h"
 
 /** Bumped whenever a slot is added, removed or changes meaning. */
-#define LVMMED_BACKEND_API_VERSION 2
+#define LVMMED_BACKEND_API_VERSION 3
 
 /** One entry per slot, used by supports() and the parity tests. */
 typedef enum lvmmed_op {
@@ -57,6 +57,8 @@ typedef enum lvmmed_op {
   LVMMED_OP_TRANSPOSE,
   LVMMED_OP_CONV2D_PACK,
   LVMMED_OP_CONV2D_FORWARD_PACKED,
+  /* version 3 */
+  LVMMED_OP_CONV2D_FORWARD_PACKED_AFFINE,
   LVMMED_OP_COUNT
 } lvmmed_op;
 
@@ -151,6 +153,13 @@ typedef struct lvmmed_backend_ops {
   /** conv2d_forward with weights from conv2d_pack (for weights used many times). */
   void (*conv2d_forward_packed)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
                                 const float *packed, float *y, float *ws);
+  /** conv2d_forward_packed, then channel_affine(y, scale, shift, residual, relu) on its
+   *  output: an eval-mode convolution + batch norm (+ residual) (+ ReLU) in one pass.
+   *  The result equals the two calls'; residual must not overlap y. */
+  void (*conv2d_forward_packed_affine)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                                       const float *packed, const float *scale,
+                                       const float *shift, const float *residual, int relu,
+                                       float *y, float *ws);
   /** Per-column mean and biased variance of x (rows × channels), two-pass in double. */
   void (*bn_stats)(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x, float *mean,
                    float *var);

@@ -74,6 +74,14 @@ void lvmmed__nn_bn_apply(lvmmed_ctx *ctx, const lvmmed_nn_bn *bn, size_t rows, c
                                        relu, y);
 }
 
+void lvmmed__nn_conv_bn_eval(lvmmed_ctx *ctx, const lvmmed_nn_conv *conv, const lvmmed_conv2d *d,
+                             const float *x, lvmmed_nn_bn *bn, const float *residual, int relu,
+                             float *y, float *ws) {
+  lvmmed__nn_bn_prepare(ctx, bn, d->batch * d->g.out_h * d->g.out_w, NULL, 0);
+  lvmmed__backend(ctx)->conv2d_forward_packed_affine(ctx, d, x, conv->packed, bn->scale, bn->shift,
+                                                     residual, relu, y, ws);
+}
+
 void lvmmed__nn_bn_backward(lvmmed_ctx *ctx, lvmmed_nn_bn *bn, size_t rows, const float *x,
                             const float *mask, const float *dy, float *dx) {
   const lvmmed_backend_ops *ops = lvmmed__backend(ctx);

@@ -67,6 +67,13 @@ void lvmmed__nn_bn_prepare(lvmmed_ctx *ctx, lvmmed_nn_bn *bn, size_t rows, const
 void lvmmed__nn_bn_apply(lvmmed_ctx *ctx, const lvmmed_nn_bn *bn, size_t rows, const float *x,
                          const float *residual, int relu, float *y);
 
+/** Eval mode, packed weights (conv->packed non-NULL): y = bn(conv(x)) (+ residual)
+ *  (then ReLU if relu) with bn's running statistics, in one pass over y; the same
+ *  values as conv_forward, bn_prepare (eval) and bn_apply. residual must not overlap y. */
+void lvmmed__nn_conv_bn_eval(lvmmed_ctx *ctx, const lvmmed_nn_conv *conv, const lvmmed_conv2d *d,
+                             const float *x, lvmmed_nn_bn *bn, const float *residual, int relu,
+                             float *y, float *ws);
+
 /** Backward of bn_apply given dy, with the ReLU mask taken from mask (the forward output)
  *  if non-NULL: adds to grad_weight/grad_bias and writes dx (may alias dy; NULL skips). */
 void lvmmed__nn_bn_backward(lvmmed_ctx *ctx, lvmmed_nn_bn *bn, size_t rows, const float *x,

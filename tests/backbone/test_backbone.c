@@ -333,6 +333,38 @@ START_TEST(test_frozen) {
 }
 END_TEST
 
+/* Eval mode without gradients, FROZEN: every batch norm (+ residual, ReLU) runs fused
+ * into its convolution's store, with the same values as the separate passes. */
+START_TEST(test_frozen_eval_fused) {
+  static const lvmmed_arch archs[] = {LVMMED_ARCH_RESNET18, SLOW_ARCH};
+  for (size_t ai = 0; ai < 2; ai++) {
+    lvmmed_backbone *bb = make(ctx, archs[ai], 3);
+    size_t n = 2 * 3 * 48 * 40, dim, mh, mw;
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_map_shape(bb, 48, 40, &dim, &mh, &mw));
+    size_t nmap = 2 * dim * mh * mw;
+    float *x = randn(n, 11), *a = malloc(2 * dim * sizeof(float));
+    float *b = malloc(2 * dim * sizeof(float)), *fa = malloc(nmap * sizeof(float));
+    float *fb = malloc(nmap * sizeof(float));
+    /* running statistics away from (0, 1), so the affine matters */
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 48, 40, a, NULL));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_TRAIN, 0));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_GRAD, 0));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 48, 40, a, fa));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_FROZEN, 1));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 48, 40, b, fb));
+    ck_assert(memcmp(a, b, 2 * dim * sizeof(float)) == 0);
+    ck_assert(memcmp(fa, fb, nmap * sizeof(float)) == 0);
+    /* with gradients on, the unfused path saves its state: the same values again */
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_GRAD, 1));
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 48, 40, b, fb));
+    ck_assert(memcmp(a, b, 2 * dim * sizeof(float)) == 0);
+    ck_assert(memcmp(fa, fb, nmap * sizeof(float)) == 0);
+    free(x); free(a); free(b); free(fa); free(fb);
+    lvmmed_backbone_free(bb);
+  }
+}
+END_TEST
+
 /* ----- weights I/O ----------------------------------------------------------- */
 
 static char *temp_path(const char *tag) {
@@ -664,6 +696,7 @@ static Suite *backbone_suite(void) {
   tcase_add_test(num, test_backends_agree);
   tcase_add_test(num, test_determinism_and_nograd);
   tcase_add_test(num, test_frozen);
+  tcase_add_test(num, test_frozen_eval_fused);
   suite_add_tcase(s, num);
   TCase *io = tcase_create("weights");
   tcase_add_checked_fixture(io, setup, teardown);

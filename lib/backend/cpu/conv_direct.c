@@ -161,6 +161,16 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
   return 1;
 }
 
+/* Where a finished tile goes: nrow × ncol values at y (rows ldy apart), output
+ * channels from co0; residual (NULL for none) is read at the same positions. */
+typedef struct tile_dst {
+  float *y;
+  const float *residual;
+  size_t ldy, nrow, ncol, co0;
+  int accumulate;
+  const lvmmed_direct_affine *affine; /* NULL: store the sums as they are */
+} tile_dst;
+
 #if DIRECT_X86
 /* One K step of a tile: c0/c1[r] += a_r[ci] · (b0, b1) for the MR = 12 pixel rows. */
 #define ROW(r, a)                                                 \
@@ -175,17 +185,43 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
     ROW(6, a6); ROW(7, a7); ROW(8, a8); ROW(9, a9); ROW(10, a10); ROW(11, a11);       \
   } while (0)
 
-/* Writes (or adds, when accumulate) nrow rows of ncol channels of a finished tile. */
-AVX512 static inline void store_tile(const float (*out)[NR], float *y, size_t ldy, size_t nrow,
-                                     size_t ncol, int accumulate) {
+/* Writes (or adds, when accumulate) nrow rows of ncol channels of a finished tile;
+ * with an affine, each value v becomes v·scale + shift (+ residual), then max(·, 0)
+ * if relu: the operations, in the order, of the CPU backend's channel_affine, so
+ * the fused result is bit-identical to the two passes. */
+AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) {
   __mmask16 m0, m1;
-  col_masks(ncol, &m0, &m1);
-  for (size_t r = 0; r < nrow; r++) {
-    float *o = y + r * ldy;
+  col_masks(d->ncol, &m0, &m1);
+  const lvmmed_direct_affine *ep = d->affine;
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  __m512 s0 = one, s1 = one, t0 = zero, t1 = zero;
+  if (ep && ep->scale) {
+    s0 = _mm512_maskz_loadu_ps(m0, ep->scale + d->co0);
+    s1 = _mm512_maskz_loadu_ps(m1, ep->scale + d->co0 + 16);
+  }
+  if (ep && ep->shift) {
+    t0 = _mm512_maskz_loadu_ps(m0, ep->shift + d->co0);
+    t1 = _mm512_maskz_loadu_ps(m1, ep->shift + d->co0 + 16);
+  }
+  for (size_t r = 0; r < d->nrow; r++) {
+    float *o = d->y + r * d->ldy;
     __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
-    if (accumulate) {
+    if (d->accumulate) {
       v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, o));
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
+    }
+    if (ep) {
+      v0 = _mm512_fmadd_ps(v0, s0, t0);
+      v1 = _mm512_fmadd_ps(v1, s1, t1);
+      if (d->residual) {
+        const float *res = d->residual + r * d->ldy;
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res));
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res + 16));
+      }
+      if (ep->relu) { /* max(0, NaN) = NaN: the second operand */
+        v0 = _mm512_max_ps(zero, v0);
+        v1 = _mm512_max_ps(zero, v1);
+      }
     }
     _mm512_mask_storeu_ps(o, m0, v0);
     _mm512_mask_storeu_ps(o + 16, m1, v1);
@@ -195,8 +231,7 @@ AVX512 static inline void store_tile(const float (*out)[NR], float *y, size_t ld
 /* One MR × NR tile: rows[t][r] is the input vector (cin floats) output pixel r
  * reads at tap t (zeros in the padding). Stores nrow rows of ncol channels. */
 AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *rows,
-                                const float *bp, float *y, size_t ldy, size_t nrow, size_t ncol,
-                                int accumulate) {
+                                const float *bp, const tile_dst *d) {
   /* Blocked sum: registers accumulate about KB steps of K, then are added into out,
    * so the rounding error grows with KB + K/KB instead of K (K reaches 4608). */
   float out[MR][NR];
@@ -240,13 +275,12 @@ AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *row
       }
     }
   }
-  store_tile((const float (*)[NR])out, y, ldy, nrow, ncol, accumulate);
+  store_tile((const float (*)[NR])out, d);
 }
 
 /* K <= 2·KB: one register chain (the panel fits L1). */
 AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows,
-                               const float *bp, float *y, size_t ldy, size_t nrow, size_t ncol,
-                               int accumulate) {
+                               const float *bp, const tile_dst *d) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
@@ -265,19 +299,19 @@ AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows
     _mm512_storeu_ps(out[r], c0[r]);
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
-  store_tile((const float (*)[NR])out, y, ldy, nrow, ncol, accumulate);
+  store_tile((const float (*)[NR])out, d);
 }
 #undef TILE_STEP
 #undef ROW
 
 AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
-                        float *y, size_t ldy, size_t nrow, size_t ncol, int accumulate) {
+                        const tile_dst *d) {
   /* K <= 2·KB (the stem's 147, small 1x1 layers): one register chain, and a panel
    * of at most 32 KB stays in L1, so neither blocking nor prefetching pays. */
   if (taps * cin > 2 * KB)
-    tile_blocked(taps, cin, rows, bp, y, ldy, nrow, ncol, accumulate);
+    tile_blocked(taps, cin, rows, bp, d);
   else
-    tile_simple(taps, cin, rows, bp, y, ldy, nrow, ncol, accumulate);
+    tile_simple(taps, cin, rows, bp, d);
 }
 #endif
 
@@ -288,6 +322,7 @@ typedef struct direct_job {
   size_t hp, wpad;     /* padded height and width */
   size_t tiles, cblocks, cparts, pparts;
   int accumulate;
+  const lvmmed_direct_affine *affine;
   int tapwise; /* x not padded: one row pointer per (pixel, tap), zeros in the padding */
 } direct_job;
 
@@ -373,9 +408,11 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
         const float *panel = j->wp + cb * k * NR;
         size_t ncol = cout - cb * NR < NR ? cout - cb * NR : NR;
         for (size_t tl = tb; tl < te; tl++) {
-          size_t p0 = tl * MR, nrow = total - p0 < MR ? total - p0 : MR;
-          tile(nseg, seg, rows + (tl - tb) * nseg * MR, panel, j->y + p0 * cout + cb * NR, cout,
-               nrow, ncol, j->accumulate);
+          size_t p0 = tl * MR, at = p0 * cout + cb * NR;
+          const float *res = j->affine && j->affine->residual ? j->affine->residual + at : NULL;
+          tile_dst d = {j->y + at, res, cout, total - p0 < MR ? total - p0 : MR, ncol, cb * NR,
+                        j->accumulate, j->affine};
+          tile(nseg, seg, rows + (tl - tb) * nseg * MR, panel, &d);
         }
       }
     }
@@ -421,8 +458,8 @@ static void pad_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   }
 }
 
-void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
-                        float *y, int accumulate, float *ws) {
+static void direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
+                       float *y, int accumulate, const lvmmed_direct_affine *affine, float *ws) {
   const lvmmed_conv_geom *g = &c->g;
   size_t total = c->batch * g->out_h * g->out_w;
   size_t hp = g->height + 2 * g->pad_h, wpad = g->width + 2 * g->pad_w;
@@ -433,7 +470,7 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
     x = ws;
   }
   direct_job j = {c, x, wp, y, hp, wpad, blocks_of(total, MR), blocks_of(c->out_channels, NR), 1,
-                  1, accumulate, tapwise};
+                  1, accumulate, affine, tapwise};
   /* Threads split the weights (channel blocks: each streams only its own panels)
    * when they outweigh the input, else the pixels (each reads its own rows once),
    * into a few parts per thread that go to whichever thread is free (every output
@@ -451,6 +488,17 @@ void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
     j.cparts = parts / j.pparts < j.cblocks ? parts / j.pparts : j.cblocks;
   }
   lvmmed__parallel_for_balanced(ctx, j.cparts * j.pparts, 1, direct_range, &j);
+}
+
+void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
+                        float *y, int accumulate, float *ws) {
+  direct_run(ctx, c, x, wp, y, accumulate, NULL, ws);
+}
+
+void lvmmed__direct_run_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                               const float *wp, const lvmmed_direct_affine *affine, float *y,
+                               float *ws) {
+  direct_run(ctx, c, x, wp, y, 0, affine, ws);
 }
 
 /* ----- weight gradient ---------------------------------------------------------- */

@@ -49,6 +49,21 @@ size_t lvmmed__direct_adjoint_floats(const lvmmed_conv2d *c);
 void lvmmed__direct_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *wp,
                         float *y, int accumulate, float *ws);
 
+/** A per-output-channel affine applied to each finished output v of the forward:
+ *  v·scale[co] + shift[co] (+ residual at v's position), then max(·, 0) if relu;
+ *  NULL scale means 1, NULL shift 0, NULL residual none (channel_affine's meaning). */
+typedef struct lvmmed_direct_affine {
+  const float *scale, *shift, *residual;
+  int relu;
+} lvmmed_direct_affine;
+
+/** lvmmed__direct_run (overwriting y) with the affine fused into the store:
+ *  bit-identical to the run followed by the CPU backend's channel_affine.
+ *  residual must not overlap y unless it is y itself. */
+void lvmmed__direct_run_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
+                               const float *wp, const lvmmed_direct_affine *affine, float *y,
+                               float *ws);
+
 /** Floats of scratch lvmmed__direct_wgrad needs for c under ctx's thread count
  *  (each thread copies what it reads into its own part). */
 size_t lvmmed__direct_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);

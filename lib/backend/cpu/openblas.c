@@ -70,7 +70,8 @@ static int blas_supports(lvmmed_op op) {
     case LVMMED_OP_AVGPOOL_BACKWARD:
     case LVMMED_OP_TRANSPOSE:
     case LVMMED_OP_CONV2D_PACK:
-    case LVMMED_OP_CONV2D_FORWARD_PACKED: return 1;
+    case LVMMED_OP_CONV2D_FORWARD_PACKED:
+    case LVMMED_OP_CONV2D_FORWARD_PACKED_AFFINE: return 1;
     default: return 0; /* sum, row_sum: reference fallback */
   }
 }
@@ -933,6 +934,23 @@ static void blas_channel_affine(lvmmed_ctx *ctx, size_t rows, size_t channels, c
                                 affine_range, &j);
 }
 
+/* The direct kernel applies the affine as it stores each tile, which saves a read and a
+ * write of the output; other convolutions take the two passes. */
+static void blas_conv2d_forward_packed_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
+                                              const float *x, const float *packed,
+                                              const float *scale, const float *shift,
+                                              const float *residual, int relu, float *y,
+                                              float *ws) {
+  if (direct_forward(c)) {
+    lvmmed_direct_affine affine = {scale, shift, residual, relu};
+    lvmmed__direct_run_affine(ctx, c, x, packed, &affine, y, ws);
+    return;
+  }
+  blas_conv2d_forward(ctx, c, x, packed, y, ws);
+  blas_channel_affine(ctx, c->batch * c->g.out_h * c->g.out_w, c->out_channels, y, scale, shift,
+                      residual, relu, y);
+}
+
 static void bn_apply_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   const affine_job *j = arg;
   size_t o = begin * j->channels;
@@ -1140,4 +1158,5 @@ const lvmmed_backend_ops lvmmed__backend_openblas = {
     .conv2d_packed_size = blas_conv2d_packed_size,
     .conv2d_pack = blas_conv2d_pack,
     .conv2d_forward_packed = blas_conv2d_forward_packed,
+    .conv2d_forward_packed_affine = blas_conv2d_forward_packed_affine,
 };

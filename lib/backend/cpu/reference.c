@@ -274,6 +274,20 @@ static void ref_conv2d_forward_packed(lvmmed_ctx *ctx, const lvmmed_conv2d *c, c
   ref_conv2d_forward(ctx, c, x, packed, y, ws);
 }
 
+static void ref_channel_affine(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x,
+                               const float *scale, const float *shift, const float *residual,
+                               int relu, float *y);
+
+static void ref_conv2d_forward_packed_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
+                                             const float *x, const float *packed,
+                                             const float *scale, const float *shift,
+                                             const float *residual, int relu, float *y,
+                                             float *ws) {
+  size_t rows = c->batch * c->g.out_h * c->g.out_w;
+  ref_conv2d_forward_packed(ctx, c, x, packed, y, ws);
+  ref_channel_affine(ctx, rows, c->out_channels, y, scale, shift, residual, relu, y);
+}
+
 static void ref_bn_stats(lvmmed_ctx *ctx, size_t rows, size_t channels, const float *x,
                          float *mean, float *var) {
   (void)ctx;
@@ -463,4 +477,5 @@ const lvmmed_backend_ops lvmmed__backend_reference = {
     .conv2d_packed_size = ref_conv2d_packed_size,
     .conv2d_pack = ref_conv2d_pack,
     .conv2d_forward_packed = ref_conv2d_forward_packed,
+    .conv2d_forward_packed_affine = ref_conv2d_forward_packed_affine,
 };
