@@ -462,10 +462,6 @@ static void block_forward(lvmmed_backbone *bb, bb_block *blk, int train, int sav
   lvmmed_ctx *ctx = bb->ctx;
   int last = blk->nconv - 1;
   const float *in = blk->in;
-  if (!train && !save && bb->pack_valid) {
-    block_forward_fused(bb, blk);
-    return;
-  }
   for (int k = 0; k < blk->nconv; k++) {
     const lvmmed_conv2d *d = &blk->desc[k];
     size_t rows = d->batch * d->g.out_h * d->g.out_w;
@@ -538,7 +534,8 @@ lvmmed_status lvmmed_backbone_forward(lvmmed_backbone *bb, const float *input, s
   ops->transpose(ctx, batch, bb->in_channels, hw, input, bb->x_nhwc); /* NCHW → NHWC */
   /* stem: conv → bn → maxpool → relu (= torchvision's bn → relu → maxpool) */
   size_t stem_rows = batch * bb->plan.stem_h * bb->plan.stem_w;
-  if (!train && !save && bb->pack_valid) {
+  int fused = !train && !save && bb->pack_valid; /* see block_forward_fused */
+  if (fused) {
     lvmmed__nn_conv_bn_eval(ctx, &bb->conv1, &bb->stem_desc, bb->x_nhwc, &bb->bn1, NULL, 0,
                             bb->maxpool_in, bb->ws);
   } else {
@@ -549,7 +546,12 @@ lvmmed_status lvmmed_backbone_forward(lvmmed_backbone *bb, const float *input, s
   ops->maxpool_forward(ctx, &bb->pool_geom, batch, bb->maxpool_in, bb->stem_p, bb->argmax);
   size_t pool_size = batch * bb->plan.pool_h * bb->plan.pool_w * 64;
   ops->relu(ctx, pool_size, bb->stem_p, bb->stem_p);
-  for (size_t i = 0; i < bb->nblocks; i++) block_forward(bb, &bb->blocks[i], train, save);
+  for (size_t i = 0; i < bb->nblocks; i++) {
+    if (fused)
+      block_forward_fused(bb, &bb->blocks[i]);
+    else
+      block_forward(bb, &bb->blocks[i], train, save);
+  }
 
   const bb_block *lastb = &bb->blocks[bb->nblocks - 1];
   size_t map_px = bb->plan.map_h * bb->plan.map_w;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "backend/cpu/conv_direct.h"
+#include "backend/cpu/rowops.h"
 #include "core/core.h"
 #include "core/pool.h"
 
@@ -187,8 +188,8 @@ typedef struct tile_dst {
 
 /* Writes (or adds, when accumulate) nrow rows of ncol channels of a finished tile;
  * with an affine, each value v becomes v·scale + shift (+ residual), then max(·, 0)
- * if relu: the operations, in the order, of the CPU backend's channel_affine, so
- * the fused result is bit-identical to the two passes. */
+ * if relu, through the vector step of the CPU backend's channel_affine, so the
+ * fused result is bit-identical to the two passes. */
 AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) {
   __mmask16 m0, m1;
   col_masks(d->ncol, &m0, &m1);
@@ -211,17 +212,9 @@ AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) 
       v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, o + 16));
     }
     if (ep) {
-      v0 = _mm512_fmadd_ps(v0, s0, t0);
-      v1 = _mm512_fmadd_ps(v1, s1, t1);
-      if (d->residual) {
-        const float *res = d->residual + r * d->ldy;
-        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, res));
-        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, res + 16));
-      }
-      if (ep->relu) { /* max(0, NaN) = NaN: the second operand */
-        v0 = _mm512_max_ps(zero, v0);
-        v1 = _mm512_max_ps(zero, v1);
-      }
+      const float *res = d->residual ? d->residual + r * d->ldy : NULL;
+      v0 = lvmmed__affine_vec(v0, s0, t0, res, m0, ep->relu);
+      v1 = lvmmed__affine_vec(v1, s1, t1, res ? res + 16 : NULL, m1, ep->relu);
     }
     _mm512_mask_storeu_ps(o, m0, v0);
     _mm512_mask_storeu_ps(o + 16, m1, v1);

@@ -81,9 +81,8 @@ AVX512 static void affine_avx512(size_t rows, size_t ch, const float *x, const f
       __m512 s = scale ? _mm512_maskz_loadu_ps(m, scale + c) : one;
       __m512 t = shift ? _mm512_maskz_loadu_ps(m, shift + c) : zero;
       size_t i = r * ch + c;
-      __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), s, t);
-      if (residual) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, residual + i));
-      if (relu) v = _mm512_max_ps(zero, v); /* max(0, NaN) = NaN: the second operand */
+      __m512 v = lvmmed__affine_vec(_mm512_maskz_loadu_ps(m, x + i), s, t,
+                                    residual ? residual + i : NULL, m, relu);
       _mm512_mask_storeu_ps(y + i, m, v);
     }
 }

@@ -48,4 +48,19 @@ void lvmmed__vec_relu_backward(size_t n, const float *y, const float *dy, float 
 /** out = a + b over n values (out may alias a or b). */
 void lvmmed__vec_add(size_t n, const float *a, const float *b, float *out);
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/** One vector of the affine: x·s + t (+ the lanes m of res, unless res is NULL), then
+ *  max(0, ·) when relu. lvmmed__rows_affine and the direct convolution's fused store
+ *  both use it, so the fused result has the same bits as the separate pass. */
+__attribute__((target("avx512f"))) static inline __m512
+lvmmed__affine_vec(__m512 x, __m512 s, __m512 t, const float *res, __mmask16 m, int relu) {
+  __m512 v = _mm512_fmadd_ps(x, s, t);
+  if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
+  if (relu) v = _mm512_max_ps(_mm512_setzero_ps(), v); /* max(0, NaN) = NaN: the second operand */
+  return v;
+}
+#endif
+
 #endif /* LVMMED_ROWOPS_H */
