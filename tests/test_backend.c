@@ -28,6 +28,9 @@
 
 #include "backend/backend.h"
 #include "core/pool.h"
+#if LVMMED_HAVE_OPENBLAS
+#include "backend/cpu/conv_winograd.h"
+#endif
 
 #define TOL 1e-5
 #define MAX_BACKENDS 2
@@ -891,7 +894,15 @@ static const conv_case conv_cases[] = {
     {2, 24, 11, 10, 48, 3, 3, 1, 1, 2, 0, 1, 1}, /* tap-wise rows, whole rows of padding */
     {3, 32, 8, 12, 70, 3, 3, 1, 1, 1, 1, 1, 1},  /* a partial third block of 32 channels */
     {3, 16, 60, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1}, /* 45 pixel blocks: 2 threads sum 8 parts */
+    /* Winograd F(2x2, 3x3) (3x3, stride 1, pad 1, C_in % 16 == 0, map >= 8x8): */
+    {2, 32, 9, 11, 48, 3, 3, 1, 1, 1, 1, 1, 1}, /* odd map: partial tiles; 48 = 32 + 16 */
+    {1, 16, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1, 1},  /* 20 outputs: Winograd forward, direct adjoint */
+    {1, 64, 10, 10, 96, 3, 3, 1, 1, 1, 1, 1, 1}, /* one tile block: channel groups split it */
 };
+
+/* Cases the OpenBLAS backend must run through Winograd (forward and adjoint). */
+static const size_t wino_cases[] = {1, 9, 13, 14, 15, 16, 17};
+static const size_t wino_adjoint_cases[] = {15, 17};
 
 static lvmmed_conv2d conv_desc(const conv_case *cc) {
   lvmmed_conv2d d;
@@ -913,6 +924,27 @@ static void abs_copy(float *dst, const float *src, size_t n) {
 static float *conv_ws(const lvmmed_backend_ops *ops, lvmmed_ctx *ctx, const lvmmed_conv2d *d) {
   return alloc_floats(ops->conv2d_workspace(ctx, d) + 1);
 }
+
+/* The Winograd cases above really take that path where it exists, so the parity
+ * and thread checks below cover it. */
+START_TEST(test_conv2d_winograd_chosen) {
+#if LVMMED_HAVE_OPENBLAS && defined(__x86_64__) && defined(__GNUC__)
+  if (!__builtin_cpu_supports("avx512f")) return;
+  for (size_t i = 0; i < sizeof wino_cases / sizeof wino_cases[0]; i++) {
+    lvmmed_conv2d d = conv_desc(&conv_cases[wino_cases[i]]);
+    ck_assert_msg(lvmmed__wino_chosen(&d), "conv case %zu: Winograd not chosen", wino_cases[i]);
+  }
+  for (size_t i = 0; i < sizeof wino_adjoint_cases / sizeof wino_adjoint_cases[0]; i++) {
+    lvmmed_conv2d d = conv_desc(&conv_cases[wino_adjoint_cases[i]]);
+    ck_assert(lvmmed__wino_chosen_adjoint(&d));
+  }
+  lvmmed_conv2d d = conv_desc(&conv_cases[11]); /* 5x5 map: the direct kernel */
+  ck_assert(!lvmmed__wino_chosen(&d));
+  d = conv_desc(&conv_cases[16]); /* 20 channels: the adjoint's input is not 16-aligned */
+  ck_assert(!lvmmed__wino_chosen_adjoint(&d));
+#endif
+}
+END_TEST
 
 START_TEST(test_conv2d_parity) {
   parity st[4][MAX_BACKENDS];
@@ -947,7 +979,8 @@ START_TEST(test_conv2d_parity) {
     char what[96];
     snprintf(what, sizeof what, "conv case %zu", ci);
     float *bn_scale = rand_floats(d.out_channels), *bn_shift = rand_floats(d.out_channels);
-    for (size_t b = 0; b < nbackends; b++)
+    for (size_t b = 0; b < nbackends; b++) {
+      float *y_one = alloc_floats(ny), *dx_one = alloc_floats(nx); /* with 1 thread */
       for (unsigned t = 0; t < 2; t++) {
         const lvmmed_backend_ops *ops = &backends[b].ops;
         float *ws = conv_ws(ops, ctxs[t], &d);
@@ -955,6 +988,12 @@ START_TEST(test_conv2d_parity) {
         fill(y, ny, NAN);
         ops->conv2d_forward(ctxs[t], &d, x, w, y, ws);
         compare_floats(&st[0][b], y, y_ref, sy, ny, what);
+        /* any thread count: the same bits */
+        if (t == 0)
+          memcpy(y_one, y, ny * sizeof *y);
+        else
+          ck_assert_msg(memcmp(y, y_one, ny * sizeof *y) == 0, "%s: %s forward depends on threads",
+                        what, ops->name);
         /* packed weights: the same results */
         float *packed = alloc_floats(ops->conv2d_packed_size(ctxs[t], &d) + 1);
         ops->conv2d_pack(ctxs[t], &d, w, packed);
@@ -983,6 +1022,11 @@ START_TEST(test_conv2d_parity) {
         float *dx = alloc_floats(nx);
         fill(dx, nx, NAN);
         ops->conv2d_backward_data(ctxs[t], &d, dy, w, dx, 0, ws);
+        if (t == 0)
+          memcpy(dx_one, dx, nx * sizeof *dx);
+        else
+          ck_assert_msg(memcmp(dx, dx_one, nx * sizeof *dx) == 0,
+                        "%s: %s backward data depends on threads", what, ops->name);
         for (size_t i = 0; i < nx; i++) dx[i] += dx0[i];
         compare_floats(&st[1][b], dx, dx_ref, sx, nx, what);
         memcpy(dx, dx0, nx * sizeof *dx);
@@ -996,6 +1040,9 @@ START_TEST(test_conv2d_parity) {
         free(y);
         free(ws);
       }
+      free(y_one);
+      free(dx_one);
+    }
     free(sy); free(sx); free(sw);
     free(bn_scale); free(bn_shift);
     free(y_ref); free(y_sc); free(dx_ref); free(dx_sc); free(dw_ref); free(dw_sc);
@@ -1302,6 +1349,7 @@ static Suite *backend_suite(void) {
   tcase_add_test(ops, test_pairwise_parity);
   tcase_add_test(ops, test_elementwise_aliasing);
   tcase_add_test(ops, test_col2im_adjoint);
+  tcase_add_test(ops, test_conv2d_winograd_chosen);
   tcase_add_test(ops, test_conv2d_parity);
   tcase_add_test(ops, test_bn_stats_parity);
   tcase_add_test(ops, test_channel_affine_parity);

@@ -9,8 +9,8 @@
 #include "core/core.h"
 #include "core/pool.h"
 
-#define MR 12 /* output pixels per tile (24 accumulators + 2 weight vectors in registers) */
-#define NR 32 /* output channels per tile: two 16-float vectors */
+#define MR LVMMED_DIRECT_MR
+#define NR LVMMED_DIRECT_NR
 #define MAX_TAPS 49 /* kernels up to 7 × 7 */
 #define KB 128      /* K steps summed in registers before they join the running sum */
 
@@ -162,15 +162,7 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
   return 1;
 }
 
-/* Where a finished tile goes: nrow × ncol values at y (rows ldy apart), output
- * channels from co0; residual (NULL for none) is read at the same positions. */
-typedef struct tile_dst {
-  float *y;
-  const float *residual;
-  size_t ldy, nrow, ncol, co0;
-  int accumulate;
-  const lvmmed_direct_affine *affine; /* NULL: store the sums as they are */
-} tile_dst;
+typedef lvmmed_tile_dst tile_dst;
 
 #if DIRECT_X86
 /* One K step of a tile: c0/c1[r] += a_r[ci] · (b0, b1) for the MR = 12 pixel rows. */
@@ -307,6 +299,19 @@ AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const
     tile_simple(taps, cin, rows, bp, d);
 }
 #endif
+
+void lvmmed__direct_tile(size_t segs, size_t seg, const float *const *rows, const float *panel,
+                         const lvmmed_tile_dst *d) {
+#if DIRECT_X86
+  tile(segs, seg, rows, panel, d);
+#else
+  (void)segs;
+  (void)seg;
+  (void)rows;
+  (void)panel;
+  (void)d;
+#endif
+}
 
 typedef struct direct_job {
   const lvmmed_conv2d *c;

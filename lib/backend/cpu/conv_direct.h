@@ -57,6 +57,30 @@ typedef struct lvmmed_direct_affine {
   int relu;
 } lvmmed_direct_affine;
 
+/** The register tile: LVMMED_DIRECT_MR output pixels × LVMMED_DIRECT_NR output
+ *  channels (24 accumulators + 2 weight vectors in AVX-512 registers). */
+#define LVMMED_DIRECT_MR 12
+#define LVMMED_DIRECT_NR 32
+
+/** Where a finished tile goes: nrow × ncol values at y (rows ldy apart), output
+ *  channels from co0; residual (NULL for none) is read at the same positions. */
+typedef struct lvmmed_tile_dst {
+  float *y;
+  const float *residual;
+  size_t ldy, nrow, ncol, co0;
+  int accumulate;                     /* add to what y holds */
+  const lvmmed_direct_affine *affine; /* NULL: store the sums as they are */
+} lvmmed_tile_dst;
+
+/** One register tile of the kernel, for other kernels built on it (Winograd's
+ *  transformed-domain products): output pixel r (< LVMMED_DIRECT_MR; rows past
+ *  d->nrow are read but dropped) sums, over segments s < segs, the seg floats at
+ *  rows[s·LVMMED_DIRECT_MR + r] times the panel (segs·seg rows of
+ *  LVMMED_DIRECT_NR floats, as lvmmed__direct_pack lays out one channel block).
+ *  Needs AVX-512F (lvmmed__direct_supported). */
+void lvmmed__direct_tile(size_t segs, size_t seg, const float *const *rows, const float *panel,
+                         const lvmmed_tile_dst *d);
+
 /** lvmmed__direct_run (overwriting y) with the affine fused into the store:
  *  bit-identical to the run followed by the CPU backend's channel_affine.
  *  residual must not overlap y unless it is y itself. */

@@ -24,6 +24,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/blas_loader.h"
 #include "backend/cpu/conv_direct.h"
+#include "backend/cpu/conv_winograd.h"
 #include "backend/cpu/rowops.h"
 #include "core/core.h"
 #include "core/pool.h"
@@ -642,7 +643,18 @@ static int direct_backward_data(const lvmmed_conv2d *c) {
   return conv_direct(c) || pointwise_direct(c, c->out_channels, c->g.channels);
 }
 
-static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
+/* Winograd's part: transformed weights, then per-thread scratch (forward or adjoint). */
+static size_t wino_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
+  if (!lvmmed__wino_chosen(c)) return 0;
+  size_t fwd = round16(lvmmed__wino_packed_floats(c)) + lvmmed__wino_ws(ctx, c);
+  size_t adj = lvmmed__wino_chosen_adjoint(c) ? round16(lvmmed__wino_adjoint_packed_floats(c)) +
+                                                    lvmmed__wino_adjoint_ws(ctx, c)
+                                              : 0;
+  return fwd > adj ? fwd : adj;
+}
+
+/* The largest need of the passes: forward, backward data, weight gradient. */
+static size_t kernel_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   if (conv_is_pointwise(&c->g)) { /* packed weights only: no padding, BLAS weight gradient */
     size_t fwd = direct_forward(c) ? lvmmed__direct_packed_floats(c) : 0;
     size_t adj = direct_backward_data(c) ? lvmmed__direct_adjoint_floats(c) : 0;
@@ -660,6 +672,11 @@ static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *
     if (wg > need) need = wg;
   }
   return need;
+}
+
+static size_t blas_conv2d_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
+  size_t need = kernel_workspace(ctx, c), wino = wino_workspace(ctx, c);
+  return need > wino ? need : wino;
 }
 
 /* im2col of images [first, first + count) into consecutive blocks of col. */
@@ -698,6 +715,11 @@ static void blas_conv2d_forward(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const f
   const lvmmed_conv_geom *g = &c->g;
   size_t cout = c->out_channels, kdim = g->channels * g->kernel_h * g->kernel_w;
   size_t pix = g->out_h * g->out_w, img = g->height * g->width * g->channels;
+  if (lvmmed__wino_chosen(c)) {
+    lvmmed__wino_pack(ctx, c, w, ws);
+    lvmmed__wino_run(ctx, c, x, ws, y, 0, NULL, ws + round16(lvmmed__wino_packed_floats(c)));
+    return;
+  }
   if (direct_forward(c)) {
     lvmmed__direct_pack(ctx, c, w, ws);
     lvmmed__direct_run(ctx, c, x, ws, y, 0, ws + round16(lvmmed__direct_packed_floats(c)));
@@ -722,15 +744,19 @@ static void blas_conv2d_forward(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const f
   }
 }
 
-/* Packed weights: the direct kernel's panels, else the weights as they are. */
+/* Packed weights: Winograd's transformed weights, the direct kernel's panels, else
+ * the weights as they are. */
 static size_t blas_conv2d_packed_size(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   (void)ctx;
+  if (lvmmed__wino_chosen(c)) return lvmmed__wino_packed_floats(c);
   return direct_forward(c) ? lvmmed__direct_packed_floats(c) : conv_weight_floats(c);
 }
 
 static void blas_conv2d_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w,
                              float *packed) {
-  if (direct_forward(c))
+  if (lvmmed__wino_chosen(c))
+    lvmmed__wino_pack(ctx, c, w, packed);
+  else if (direct_forward(c))
     lvmmed__direct_pack(ctx, c, w, packed);
   else
     memcpy(packed, w, conv_weight_floats(c) * sizeof *packed);
@@ -738,7 +764,9 @@ static void blas_conv2d_pack(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const floa
 
 static void blas_conv2d_forward_packed(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
                                        const float *packed, float *y, float *ws) {
-  if (direct_forward(c))
+  if (lvmmed__wino_chosen(c))
+    lvmmed__wino_run(ctx, c, x, packed, y, 0, NULL, ws);
+  else if (direct_forward(c))
     lvmmed__direct_run(ctx, c, x, packed, y, 0, ws);
   else
     blas_conv2d_forward(ctx, c, x, packed, y, ws);
@@ -766,6 +794,12 @@ static void blas_conv2d_backward_data(lvmmed_ctx *ctx, const lvmmed_conv2d *c, c
   size_t cout = c->out_channels, kdim = g->channels * g->kernel_h * g->kernel_w;
   size_t pix = g->out_h * g->out_w, img = g->height * g->width * g->channels;
   lvmmed_conv2d adj;
+  if (lvmmed__wino_chosen_adjoint(c)) {
+    lvmmed__wino_pack_adjoint(ctx, c, w, ws);
+    lvmmed__wino_backward_data(ctx, c, dy, ws, dx, accumulate,
+                               ws + round16(lvmmed__wino_adjoint_packed_floats(c)));
+    return;
+  }
   if (direct_backward_data(c) && lvmmed__direct_adjoint(ctx, c, w, &adj, ws)) {
     lvmmed__direct_run(ctx, &adj, dy, ws, dx, accumulate,
                        ws + round16(lvmmed__direct_packed_floats(&adj)));
@@ -934,15 +968,19 @@ static void blas_channel_affine(lvmmed_ctx *ctx, size_t rows, size_t channels, c
                                 affine_range, &j);
 }
 
-/* The direct kernel applies the affine as it stores each tile, which saves a read and a
- * write of the output; other convolutions take the two passes. */
+/* The direct and Winograd kernels apply the affine as they store each output, which
+ * saves a read and a write of the output; other convolutions take the two passes. */
 static void blas_conv2d_forward_packed_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
                                               const float *x, const float *packed,
                                               const float *scale, const float *shift,
                                               const float *residual, int relu, float *y,
                                               float *ws) {
+  lvmmed_direct_affine affine = {scale, shift, residual, relu};
+  if (lvmmed__wino_chosen(c)) {
+    lvmmed__wino_run(ctx, c, x, packed, y, 0, &affine, ws);
+    return;
+  }
   if (direct_forward(c)) {
-    lvmmed_direct_affine affine = {scale, shift, residual, relu};
     lvmmed__direct_run_affine(ctx, c, x, packed, &affine, y, ws);
     return;
   }
