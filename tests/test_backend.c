@@ -894,10 +894,11 @@ static const conv_case conv_cases[] = {
     {2, 24, 11, 10, 48, 3, 3, 1, 1, 2, 0, 1, 1}, /* tap-wise rows, whole rows of padding */
     {3, 32, 8, 12, 70, 3, 3, 1, 1, 1, 1, 1, 1},  /* a partial third block of 32 channels */
     {3, 16, 60, 64, 40, 3, 3, 1, 1, 1, 1, 1, 1}, /* 45 pixel blocks: 2 threads sum 8 parts */
-    /* Winograd F(2x2, 3x3) (3x3, stride 1, pad 1, C_in % 16 == 0, map >= 8x8): */
+    /* Winograd F(2x2, 3x3) (3x3, stride 1, pad 1, C_in % 16 == 0, >= 32 2x2 tiles): */
     {2, 32, 9, 11, 48, 3, 3, 1, 1, 1, 1, 1, 1}, /* odd map: partial tiles; 48 = 32 + 16 */
-    {1, 16, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1, 1},  /* 20 outputs: Winograd forward, direct adjoint */
-    {1, 64, 10, 10, 96, 3, 3, 1, 1, 1, 1, 1, 1}, /* one tile block: channel groups split it */
+    {2, 16, 8, 8, 20, 3, 3, 1, 1, 1, 1, 1, 1},  /* 20 outputs: Winograd forward, direct adjoint */
+    {1, 64, 12, 12, 96, 3, 3, 1, 1, 1, 1, 1, 1}, /* one tile block: channel groups split it */
+    {1, 32, 7, 7, 32, 3, 3, 1, 1, 1, 1, 1, 1},   /* 16 tiles: the direct kernel */
 };
 
 /* Cases the OpenBLAS backend must run through Winograd (forward and adjoint). */
@@ -938,7 +939,9 @@ START_TEST(test_conv2d_winograd_chosen) {
     lvmmed_conv2d d = conv_desc(&conv_cases[wino_adjoint_cases[i]]);
     ck_assert(lvmmed__wino_chosen_adjoint(&d));
   }
-  lvmmed_conv2d d = conv_desc(&conv_cases[11]); /* 5x5 map: the direct kernel */
+  lvmmed_conv2d d = conv_desc(&conv_cases[11]); /* 5x5 map: 44% of the tiles outside */
+  ck_assert(!lvmmed__wino_chosen(&d));
+  d = conv_desc(&conv_cases[18]); /* too few tiles */
   ck_assert(!lvmmed__wino_chosen(&d));
   d = conv_desc(&conv_cases[16]); /* 20 channels: the adjoint's input is not 16-aligned */
   ck_assert(!lvmmed__wino_chosen_adjoint(&d));

@@ -26,8 +26,8 @@
 
 /** 1 if c is a convolution this kernel computes (3×3, stride 1, pad 1, dilation 1,
  *  C_in a multiple of 16, AVX-512F) and one it is expected to compute faster than
- *  the direct kernel (maps of at least 8×8: smaller ones waste a third of each
- *  4×4 tile on padding). Depends on c only, never on the thread count. */
+ *  the direct kernel: at least 32 2×2 output tiles, at most 35% of their outputs
+ *  past the map's edge. Depends on c only, never on the thread count. */
 int lvmmed__wino_chosen(const lvmmed_conv2d *c);
 
 /** The same for the backward-data pass of c (its adjoint convolution). */
