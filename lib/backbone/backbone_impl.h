@@ -62,6 +62,8 @@ struct lvmmed_backbone {
   int train, grad_enabled, frozen;
   float *pack_cache;               /* frozen: packed conv weights (conv->packed point here) */
   int pack_valid;
+  size_t pack_batch, pack_h, pack_w; /* the input shape the packs were made for: which
+                                        kernel runs a convolution depends on it */
   int64_t proj_out, proj_hidden;
 
   /* network */

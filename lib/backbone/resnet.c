@@ -413,10 +413,15 @@ void lvmmed__bb_unpack(lvmmed_backbone *bb) {
   bb->pack_valid = 0;
 }
 
-/* Packs every convolution's weights (the plan's descriptors are set). On no memory
+/* Packs every convolution's weights for the plan's shapes (its descriptors are set),
+ * again whenever the input shape changes: the backend picks a convolution's kernel,
+ * and so its packed layout, by shape (Winograd by batch and map size). On no memory
  * the forward simply runs unpacked. */
 static void ensure_packed(lvmmed_backbone *bb) {
-  if (bb->pack_valid) return;
+  const bb_plan *p = &bb->plan;
+  if (bb->pack_valid && bb->pack_batch == p->batch && bb->pack_h == p->height &&
+      bb->pack_w == p->width)
+    return;
   const lvmmed_backend_ops *ops = lvmmed__backend(bb->ctx);
   lvmmed_nn_conv *convs[BB_MAX_CONVS];
   const lvmmed_conv2d *descs[BB_MAX_CONVS];
@@ -433,6 +438,9 @@ static void ensure_packed(lvmmed_backbone *bb) {
     ops->conv2d_pack(bb->ctx, descs[i], convs[i]->weight, convs[i]->packed);
   }
   bb->pack_valid = 1;
+  bb->pack_batch = p->batch;
+  bb->pack_h = p->height;
+  bb->pack_w = p->width;
 }
 
 /* ----- forward ------------------------------------------------------------- */

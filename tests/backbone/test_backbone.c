@@ -365,6 +365,32 @@ START_TEST(test_frozen_eval_fused) {
 }
 END_TEST
 
+/* Packed weights depend on the shape (which kernel runs a convolution: at 64x64,
+ * layer2's 8x8 maps take Winograd from batch 2 on, the direct kernel at batch 1), so
+ * a frozen backbone repacks when the shape changes: after a batch-1 forward, a
+ * batch-2 one still equals the same forward without packing. */
+START_TEST(test_frozen_repacks_on_shape_change) {
+  lvmmed_backbone *bb = make(ctx, LVMMED_ARCH_RESNET18, 3);
+  size_t dim, mh, mw;
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_map_shape(bb, 64, 64, &dim, &mh, &mw));
+  float *x = randn(2 * 3 * 64 * 64, 12), *a1 = malloc(dim * sizeof(float));
+  float *a2 = malloc(2 * dim * sizeof(float)), *b = malloc(2 * dim * sizeof(float));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_TRAIN, 0));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_GRAD, 0));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 1, 64, 64, a1, NULL));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 64, 64, a2, NULL));
+  ck_assert_lvmmed_ok(ctx, lvmmed_backbone_set_option(bb, LVMMED_BACKBONE_OPT_FROZEN, 1));
+  for (int round = 0; round < 2; round++) {
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 1, 64, 64, b, NULL));
+    ck_assert(memcmp(a1, b, dim * sizeof(float)) == 0);
+    ck_assert_lvmmed_ok(ctx, lvmmed_backbone_forward(bb, x, 2, 64, 64, b, NULL));
+    ck_assert(memcmp(a2, b, 2 * dim * sizeof(float)) == 0);
+  }
+  free(x); free(a1); free(a2); free(b);
+  lvmmed_backbone_free(bb);
+}
+END_TEST
+
 /* ----- weights I/O ----------------------------------------------------------- */
 
 static char *temp_path(const char *tag) {
@@ -697,6 +723,7 @@ static Suite *backbone_suite(void) {
   tcase_add_test(num, test_determinism_and_nograd);
   tcase_add_test(num, test_frozen);
   tcase_add_test(num, test_frozen_eval_fused);
+  tcase_add_test(num, test_frozen_repacks_on_shape_change);
   suite_add_tcase(s, num);
   TCase *io = tcase_create("weights");
   tcase_add_checked_fixture(io, setup, teardown);
