@@ -939,6 +939,11 @@ START_TEST(test_conv2d_winograd_chosen) {
     lvmmed_conv2d d = conv_desc(&conv_cases[wino_adjoint_cases[i]]);
     ck_assert(lvmmed__wino_chosen_adjoint(&d));
   }
+  for (size_t i = 0; i < sizeof wino_cases / sizeof wino_cases[0]; i++) {
+    lvmmed_conv2d d = conv_desc(&conv_cases[wino_cases[i]]);
+    /* the weight gradient up to 128 channels each way */
+    ck_assert_int_eq(lvmmed__wino_chosen_wgrad(&d), d.g.channels <= 128 && d.out_channels <= 128);
+  }
   lvmmed_conv2d d = conv_desc(&conv_cases[11]); /* 5x5 map: 44% of the tiles outside */
   ck_assert(!lvmmed__wino_chosen(&d));
   d = conv_desc(&conv_cases[18]); /* too few tiles */
@@ -948,6 +953,17 @@ START_TEST(test_conv2d_winograd_chosen) {
 #endif
 }
 END_TEST
+
+/* 1 if ops runs d's weight gradient through Winograd. */
+static int wino_wgrad_case(const lvmmed_backend_ops *ops, const lvmmed_conv2d *d) {
+#if LVMMED_HAVE_OPENBLAS
+  return ops->id == LVMMED_BACKEND_OPENBLAS && lvmmed__wino_chosen_wgrad(d);
+#else
+  (void)ops;
+  (void)d;
+  return 0;
+#endif
+}
 
 START_TEST(test_conv2d_parity) {
   parity st[4][MAX_BACKENDS];
@@ -983,7 +999,7 @@ START_TEST(test_conv2d_parity) {
     snprintf(what, sizeof what, "conv case %zu", ci);
     float *bn_scale = rand_floats(d.out_channels), *bn_shift = rand_floats(d.out_channels);
     for (size_t b = 0; b < nbackends; b++) {
-      float *y_one = alloc_floats(ny), *dx_one = alloc_floats(nx); /* with 1 thread */
+      float *y_one = alloc_floats(ny), *dx_one = alloc_floats(nx), *dw_one = alloc_floats(nw);
       for (unsigned t = 0; t < 2; t++) {
         const lvmmed_backend_ops *ops = &backends[b].ops;
         float *ws = conv_ws(ops, ctxs[t], &d);
@@ -1038,6 +1054,13 @@ START_TEST(test_conv2d_parity) {
         float *dw = copy_floats(dw0, nw);
         ops->conv2d_backward_weight(ctxs[t], &d, x, dy, dw, ws);
         compare_floats(&st[2][b], dw, dw_ref, sw, nw, what);
+        if (wino_wgrad_case(ops, &d)) { /* its parts do not depend on the thread count */
+          if (t == 0)
+            memcpy(dw_one, dw, nw * sizeof *dw);
+          else
+            ck_assert_msg(memcmp(dw, dw_one, nw * sizeof *dw) == 0,
+                          "%s: Winograd weight gradient depends on threads", what);
+        }
         free(dw);
         free(dx);
         free(y);
@@ -1045,6 +1068,7 @@ START_TEST(test_conv2d_parity) {
       }
       free(y_one);
       free(dx_one);
+      free(dw_one);
     }
     free(sy); free(sx); free(sw);
     free(bn_scale); free(bn_shift);

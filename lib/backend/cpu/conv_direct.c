@@ -511,9 +511,9 @@ void lvmmed__direct_run_affine(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const fl
  * its own contiguous scratch first: in place its rows lie C_out·4 bytes apart, a
  * power of two that maps them into a few L1 sets, where they evict each other
  * before the next s block reuses them. */
-#define WR 12
+#define WR LVMMED_DIRECT_WR
 #define PIX_BLOCK 256 /* the dy tile (PIX_BLOCK × NR floats, 32 KB) stays in L1 across s blocks */
-#define WPREFETCH 8   /* pixels ahead: scattered input rows the hardware cannot predict */
+#define WPREFETCH LVMMED_DIRECT_WPREFETCH
 
 #if DIRECT_X86
 AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
@@ -552,6 +552,11 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_mask_storeu_ps(o, m0, v0);
     _mm512_mask_storeu_ps(o + 16, m1, v1);
   }
+}
+
+void lvmmed__direct_wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
+                          float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
+  wtile(np, off, xb, dyt, gt, ldg, nrow, ncol, first);
 }
 
 /* dy rows [0, np) (stride ldy), channels [0, ncol) into the contiguous np × NR tile t,

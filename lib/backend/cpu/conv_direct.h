@@ -81,6 +81,18 @@ typedef struct lvmmed_tile_dst {
 void lvmmed__direct_tile(size_t segs, size_t seg, const float *const *rows, const float *panel,
                          const lvmmed_tile_dst *d);
 
+/** The weight-gradient register tile: LVMMED_DIRECT_WR consecutive values of one
+ *  input row × LVMMED_DIRECT_NR output channels. */
+#define LVMMED_DIRECT_WR 12
+#define LVMMED_DIRECT_WPREFETCH 8 /* rows fetched ahead: off needs this many entries more */
+
+/** gt[r·ldg + j] (r < nrow, j < ncol) = (first) or += Σ_{q < np} xb[off[q] + r] ·
+ *  dyt[q·LVMMED_DIRECT_NR + j]: xb + off[q] holds LVMMED_DIRECT_WR readable floats
+ *  (those past nrow are read and dropped) and off has np + LVMMED_DIRECT_WPREFETCH
+ *  entries (the extra ones any valid offsets). Needs AVX-512F. */
+void lvmmed__direct_wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
+                          float *gt, size_t ldg, size_t nrow, size_t ncol, int first);
+
 /** lvmmed__direct_run (overwriting y) with the affine fused into the store:
  *  bit-identical to the run followed by the CPU backend's channel_affine.
  *  residual must not overlap y unless it is y itself. */

@@ -9,7 +9,9 @@
  * transformed weights U[ξ] packed into 32-wide panels; the output transform
  * then writes each 2×2 block (optionally through a fused affine, as the direct
  * kernel does). The backward-data pass of the same convolutions is again such a
- * convolution, of the output gradient with the flipped, transposed weights.
+ * convolution, of the output gradient with the flipped, transposed weights; the
+ * weight gradient sums V[ξ]ᵀ · (A dY Aᵀ)[ξ] over the tiles and maps the 16 sums
+ * back to the 3×3 kernel.
  *
  * Rounding differs from the direct sum (the transforms add and halve values;
  * errors stay within a few float32 ulps of Σ|w||x|), but every output is
@@ -63,5 +65,18 @@ void lvmmed__wino_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, c
  *  with up from lvmmed__wino_pack_adjoint; ws: lvmmed__wino_adjoint_ws. */
 void lvmmed__wino_backward_data(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *dy,
                                 const float *up, float *dx, int accumulate, float *ws);
+
+/** 1 if c's weight gradient runs here (lvmmed__wino_chosen, at most 128 input and
+ *  output channels: with more, its pass over the 16 transformed gradients costs more
+ *  than the products save). */
+int lvmmed__wino_chosen_wgrad(const lvmmed_conv2d *c);
+
+/** Floats of scratch lvmmed__wino_wgrad needs for c under ctx's thread count. */
+size_t lvmmed__wino_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);
+
+/** dw (OIHW) += the weight gradient of c (lvmmed__wino_chosen_wgrad) for input x and
+ *  output gradient dy; ws: lvmmed__wino_wgrad_ws. */
+void lvmmed__wino_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *dy,
+                        float *dw, float *ws);
 
 #endif /* LVMMED_CONV_WINOGRAD_H */

@@ -650,7 +650,9 @@ static size_t wino_workspace(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   size_t adj = lvmmed__wino_chosen_adjoint(c) ? round16(lvmmed__wino_adjoint_packed_floats(c)) +
                                                     lvmmed__wino_adjoint_ws(ctx, c)
                                               : 0;
-  return fwd > adj ? fwd : adj;
+  size_t wg = lvmmed__wino_chosen_wgrad(c) ? lvmmed__wino_wgrad_ws(ctx, c) : 0;
+  size_t need = fwd > adj ? fwd : adj;
+  return need > wg ? need : wg;
 }
 
 /* The largest need of the passes: forward, backward data, weight gradient. */
@@ -840,6 +842,10 @@ static void blas_conv2d_backward_weight(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
    * + GEMM wins on strided ones (a 1x1's im2col is a plain subsample; 1.5-2.7x for
    * the downsamples, up to 1.9x for the stride-2 3x3s) and on 512-channel layers
    * with small maps (7x7: 1.2-1.35x). Alternating A/B runs, batch 16-32. */
+  if (lvmmed__wino_chosen_wgrad(c)) {
+    lvmmed__wino_wgrad(ctx, c, x, dy, dw, ws);
+    return;
+  }
   if (conv_direct_wgrad(c)) {
     lvmmed__direct_wgrad(ctx, c, x, dy, dw, ws);
     return;
