@@ -941,8 +941,8 @@ START_TEST(test_conv2d_winograd_chosen) {
   }
   for (size_t i = 0; i < sizeof wino_cases / sizeof wino_cases[0]; i++) {
     lvmmed_conv2d d = conv_desc(&conv_cases[wino_cases[i]]);
-    /* the weight gradient up to 128 channels each way */
-    ck_assert_int_eq(lvmmed__wino_chosen_wgrad(&d), d.g.channels <= 128 && d.out_channels <= 128);
+    /* the weight gradient up to 256 channels each way */
+    ck_assert_int_eq(lvmmed__wino_chosen_wgrad(&d), d.g.channels <= 256 && d.out_channels <= 256);
   }
   lvmmed_conv2d d = conv_desc(&conv_cases[11]); /* 5x5 map: 44% of the tiles outside */
   ck_assert(!lvmmed__wino_chosen(&d));

@@ -403,9 +403,9 @@ static size_t wg_scratch_floats(const lvmmed_conv2d *c) {
 
 /* Each tile block adds its products into all of S (16 × C_in × C_out floats), so
  * with many channels the pass over S outweighs them: against the direct weight
- * gradient (alternating, batch 32) 1.3-1.7x at 64 and 128 channels, 1.1-1.2x at
- * 256, 0.8-0.9x at 512. */
-#define WG_MAX_CHANNELS 128
+ * gradient (alternating in one process, 2 threads, batch 32) 1.5-1.75x at 64 and
+ * 128 channels, 1.3x at 256, 0.9x at 512. */
+#define WG_MAX_CHANNELS 256
 
 int lvmmed__wino_chosen_wgrad(const lvmmed_conv2d *c) {
   return lvmmed__wino_chosen(c) && c->g.channels <= WG_MAX_CHANNELS &&

@@ -66,7 +66,7 @@ void lvmmed__wino_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, c
 void lvmmed__wino_backward_data(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *dy,
                                 const float *up, float *dx, int accumulate, float *ws);
 
-/** 1 if c's weight gradient runs here (lvmmed__wino_chosen, at most 128 input and
+/** 1 if c's weight gradient runs here (lvmmed__wino_chosen, at most 256 input and
  *  output channels: with more, its pass over the 16 transformed gradients costs more
  *  than the products save). */
 int lvmmed__wino_chosen_wgrad(const lvmmed_conv2d *c);
