@@ -841,7 +841,8 @@ static void blas_conv2d_backward_weight(lvmmed_ctx *ctx, const lvmmed_conv2d *c,
   /* The direct weight gradient wins on stride-1 k x k layers with large maps; im2col
    * + GEMM wins on strided ones (a 1x1's im2col is a plain subsample; 1.5-2.7x for
    * the downsamples, up to 1.9x for the stride-2 3x3s) and on 512-channel layers
-   * with small maps (7x7: 1.2-1.35x). Alternating A/B runs, batch 16-32. */
+   * with small maps (7x7: 1.2-1.35x). Alternating A/B runs, batch 16-32. Winograd
+   * beats both on 3x3 stride-1 layers of up to 256 channels (conv_winograd.c). */
   if (lvmmed__wino_chosen_wgrad(c)) {
     lvmmed__wino_wgrad(ctx, c, x, dy, dw, ws);
     return;
