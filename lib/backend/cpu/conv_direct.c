@@ -24,13 +24,6 @@
 
 static size_t blocks_of(size_t n, size_t b) { return (n + b - 1) / b; }
 
-#if DIRECT_X86
-/* Lane masks of the first ncol channels of a 32-channel block (all from 32 on). */
-AVX512 static inline void col_masks(size_t ncol, __mmask16 *m0, __mmask16 *m1) {
-  *m0 = ncol >= 16 ? 0xffff : (__mmask16)((1u << ncol) - 1u);
-  *m1 = ncol >= 32 ? 0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
-}
-#endif
 
 int lvmmed__direct_supported(const lvmmed_conv2d *c) {
 #if DIRECT_X86
@@ -79,7 +72,7 @@ AVX512 static void pack_gather(const pack_job *p, size_t cb) {
   float *panel = p->wp + cb * k * NR;
   size_t left = p->cout - cb * NR;
   __mmask16 m0, m1;
-  col_masks(left, &m0, &m1);
+  lvmmed__block_masks(left, &m0, &m1);
   __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                    _mm512_set1_epi32((int)p->src_co));
   const float *base = p->w + (ptrdiff_t)(cb * NR) * p->src_co;
@@ -184,7 +177,7 @@ typedef lvmmed_tile_dst tile_dst;
  * fused result is bit-identical to the two passes. */
 AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) {
   __mmask16 m0, m1;
-  col_masks(d->ncol, &m0, &m1);
+  lvmmed__block_masks(d->ncol, &m0, &m1);
   const lvmmed_direct_affine *ep = d->affine;
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
   __m512 s0 = one, s1 = one, t0 = zero, t1 = zero;
@@ -541,7 +534,7 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
     _mm512_storeu_ps(out[r] + 16, c1[r]);
   }
   __mmask16 m0, m1;
-  col_masks(ncol, &m0, &m1);
+  lvmmed__block_masks(ncol, &m0, &m1);
   for (size_t r = 0; r < nrow; r++) { /* the first pixel block stores: gt needs no zeroing */
     float *o = gt + r * ldg;
     __m512 v0 = _mm512_loadu_ps(out[r]), v1 = _mm512_loadu_ps(out[r] + 16);
@@ -563,7 +556,7 @@ void lvmmed__direct_wtile(size_t np, const size_t *off, const float *xb, const f
  * zeros past ncol. */
 AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t ncol, float *t) {
   __mmask16 m0, m1;
-  col_masks(ncol, &m0, &m1);
+  lvmmed__block_masks(ncol, &m0, &m1);
   for (size_t q = 0; q < np; q++, dy += ldy, t += NR) {
     _mm512_storeu_ps(t, _mm512_maskz_loadu_ps(m0, dy));
     _mm512_storeu_ps(t + 16, _mm512_maskz_loadu_ps(m1, dy + 16));

@@ -268,9 +268,7 @@ AVX512 static void output_transform(const wino_job *j, size_t cb, size_t t0, siz
   size_t cout = j->c->out_channels, per = j->th * j->tw, co0 = cb * NR;
   size_t ncol = cout - co0 < NR ? cout - co0 : NR;
   __mmask16 mk[2];
-  mk[0] = ncol >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncol) - 1u);
-  mk[1] = ncol >= 32 ? (__mmask16)0xffff
-                     : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  lvmmed__block_masks(ncol, &mk[0], &mk[1]);
   const lvmmed_direct_affine *ep = j->affine;
   __m512 sc[2], sh[2];
   for (int h = 0; h < 2; h++) {
@@ -434,9 +432,7 @@ AVX512 static void grad_transform(const wg_job *j, size_t cb, size_t t0, size_t 
   size_t cout = j->c->out_channels, per = j->th * j->tw, co0 = cb * NR;
   size_t ncol = cout - co0 < NR ? cout - co0 : NR;
   __mmask16 mk[2];
-  mk[0] = ncol >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncol) - 1u);
-  mk[1] = ncol >= 32 ? (__mmask16)0xffff
-                     : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+  lvmmed__block_masks(ncol, &mk[0], &mk[1]);
   for (size_t t = 0; t < nt; t++) {
     size_t tt = t0 + t, n = tt / per, r = tt % per;
     size_t oy = 2 * (r / j->tw), ox = 2 * (r % j->tw);

@@ -51,6 +51,14 @@ void lvmmed__vec_add(size_t n, const float *a, const float *b, float *out);
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
+/** Lane masks of the first ncol channels of a 32-channel block: *m0 for channels
+ *  0-15, *m1 for 16-31 (all lanes from 32 on). */
+__attribute__((target("avx512f"))) static inline void
+lvmmed__block_masks(size_t ncol, __mmask16 *m0, __mmask16 *m1) {
+  *m0 = ncol >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << ncol) - 1u);
+  *m1 = ncol >= 32 ? (__mmask16)0xffff : ncol > 16 ? (__mmask16)((1u << (ncol - 16)) - 1u) : 0;
+}
+
 /** One vector of the affine: x·s + t (+ the lanes m of res, unless res is NULL), then
  *  max(0, ·) when relu. lvmmed__rows_affine and the direct convolution's fused store
  *  both use it, so the fused result has the same bits as the separate pass. */
