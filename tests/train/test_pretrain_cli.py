@@ -116,11 +116,20 @@ class KillAndResume(unittest.TestCase):
     @unittest.skipIf(QUICK, "timed signal needs full speed")
     def test_sigint_writes_a_checkpoint(self):
         ck = os.path.join(self.tmp.name, "interrupted.safetensors")
+        # progress on: the signal goes out after the first finished step, however slow the machine
+        args = [a for a in self.COMMON if a != "--quiet"] + ["--print-every", "1"]
         p = subprocess.Popen([EXE, "pretrain", "--data", self.data, "--out", ck, "--steps", "1000",
-                              "--checkpoint-every", "0", *self.COMMON], env=ENV, stderr=subprocess.PIPE)
-        time.sleep(3.0)
+                              "--checkpoint-every", "0", *args], env=ENV, stderr=subprocess.PIPE,
+                             text=True)
+        seen = []
+        for line in p.stderr:
+            seen.append(line)
+            if line.startswith("step "):
+                break
+        self.assertIsNone(p.poll(), "".join(seen))
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=60)
+        err = "".join(seen) + err
         self.assertEqual(p.returncode, 130, err)
         step = int(read_safetensors(ck)[0]["step"])
         self.assertGreater(step, 0)
