@@ -24,7 +24,6 @@
 
 static size_t blocks_of(size_t n, size_t b) { return (n + b - 1) / b; }
 
-
 int lvmmed__direct_supported(const lvmmed_conv2d *c) {
 #if DIRECT_X86
   const lvmmed_conv_geom *g = &c->g;
@@ -155,8 +154,6 @@ int lvmmed__direct_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float 
   return 1;
 }
 
-typedef lvmmed_tile_dst tile_dst;
-
 #if DIRECT_X86
 /* One K step of a tile: c0/c1[r] += a_r[ci] · (b0, b1) for the MR = 12 pixel rows. */
 #define ROW(r, a)                                                 \
@@ -175,7 +172,7 @@ typedef lvmmed_tile_dst tile_dst;
  * with an affine, each value v becomes v·scale + shift (+ residual), then max(·, 0)
  * if relu, through the vector step of the CPU backend's channel_affine, so the
  * fused result is bit-identical to the two passes. */
-AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) {
+AVX512 static inline void store_tile(const float (*out)[NR], const lvmmed_tile_dst *d) {
   __mmask16 m0, m1;
   lvmmed__block_masks(d->ncol, &m0, &m1);
   const lvmmed_direct_affine *ep = d->affine;
@@ -209,7 +206,7 @@ AVX512 static inline void store_tile(const float (*out)[NR], const tile_dst *d) 
 /* One MR × NR tile: rows[t][r] is the input vector (cin floats) output pixel r
  * reads at tap t (zeros in the padding). Stores nrow rows of ncol channels. */
 AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *rows,
-                                const float *bp, const tile_dst *d) {
+                                const float *bp, const lvmmed_tile_dst *d) {
   /* Blocked sum: registers accumulate about KB steps of K, then are added into out,
    * so the rounding error grows with KB + K/KB instead of K (K reaches 4608). */
   float out[MR][NR];
@@ -258,7 +255,7 @@ AVX512 static void tile_blocked(size_t taps, size_t cin, const float *const *row
 
 /* K <= 2·KB: one register chain (the panel fits L1). */
 AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows,
-                               const float *bp, const tile_dst *d) {
+                               const float *bp, const lvmmed_tile_dst *d) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
@@ -283,7 +280,7 @@ AVX512 static void tile_simple(size_t taps, size_t cin, const float *const *rows
 #undef ROW
 
 AVX512 static void tile(size_t taps, size_t cin, const float *const *rows, const float *bp,
-                        const tile_dst *d) {
+                        const lvmmed_tile_dst *d) {
   /* K <= 2·KB (the stem's 147, small 1x1 layers): one register chain, and a panel
    * of at most 32 KB stays in L1, so neither blocking nor prefetching pays. */
   if (taps * cin > 2 * KB)
@@ -401,8 +398,8 @@ static void direct_range(void *arg, size_t begin, size_t end, unsigned chunk) {
         for (size_t tl = tb; tl < te; tl++) {
           size_t p0 = tl * MR, at = p0 * cout + cb * NR;
           const float *res = j->affine && j->affine->residual ? j->affine->residual + at : NULL;
-          tile_dst d = {j->y + at, res, cout, total - p0 < MR ? total - p0 : MR, ncol, cb * NR,
-                        j->accumulate, j->affine};
+          size_t nrow = total - p0 < MR ? total - p0 : MR;
+          lvmmed_tile_dst d = {j->y + at, res, cout, nrow, ncol, cb * NR, j->accumulate, j->affine};
           tile(nseg, seg, rows + (tl - tb) * nseg * MR, panel, &d);
         }
       }
@@ -547,11 +544,6 @@ AVX512 static void wtile(size_t np, const size_t *off, const float *xb, const fl
   }
 }
 
-void lvmmed__direct_wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
-                          float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
-  wtile(np, off, xb, dyt, gt, ldg, nrow, ncol, first);
-}
-
 /* dy rows [0, np) (stride ldy), channels [0, ncol) into the contiguous np × NR tile t,
  * zeros past ncol. */
 AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t ncol, float *t) {
@@ -563,6 +555,23 @@ AVX512 static void copy_dy_tile(const float *dy, size_t ldy, size_t np, size_t n
   }
 }
 #endif
+
+void lvmmed__direct_wtile(size_t np, const size_t *off, const float *xb, const float *dyt,
+                          float *gt, size_t ldg, size_t nrow, size_t ncol, int first) {
+#if DIRECT_X86
+  wtile(np, off, xb, dyt, gt, ldg, nrow, ncol, first);
+#else
+  (void)np;
+  (void)off;
+  (void)xb;
+  (void)dyt;
+  (void)gt;
+  (void)ldg;
+  (void)nrow;
+  (void)ncol;
+  (void)first;
+#endif
+}
 
 typedef struct wgrad_job {
   const lvmmed_conv2d *c;

@@ -62,11 +62,43 @@ static lvmmed_conv2d adjoint_of(const lvmmed_conv2d *c) {
   return t;
 }
 
+/* Output tiles per block: V = 16 × tb × C_in floats near V_BYTES. */
+static size_t tile_block(size_t cin) {
+  size_t tb = V_BYTES / (sizeof(float) * XI * cin) / MR * MR;
+  return tb < MR ? MR : tb;
+}
+
+/* How c's output is cut: th × tw tiles of 2×2 per image, taken in blocks of tb. */
+typedef struct tiling {
+  const lvmmed_conv2d *c;
+  size_t th, tw, ntiles, tb, blocks;
+} tiling;
+
+static tiling tiling_of(const lvmmed_conv2d *c) {
+  tiling t = {c, (c->g.out_h + 1) / 2, (c->g.out_w + 1) / 2, 0, tile_block(c->g.channels), 0};
+  t.ntiles = c->batch * t.th * t.tw;
+  t.blocks = blocks_of(t.ntiles, t.tb);
+  return t;
+}
+
+/* Image n and top-left output (oy, ox) of tile tt. */
+static void tile_origin(const tiling *t, size_t tt, size_t *n, size_t *oy, size_t *ox) {
+  size_t per = t->th * t->tw, r = tt % per;
+  *n = tt / per;
+  *oy = 2 * (r / t->tw);
+  *ox = 2 * (r % t->tw);
+}
+
+/* Tiles [t0, t0 + nt) of block blk. */
+static size_t block_tiles(const tiling *t, size_t blk, size_t *t0) {
+  *t0 = blk * t->tb;
+  return t->ntiles - *t0 < t->tb ? t->ntiles - *t0 : t->tb;
+}
+
 int lvmmed__wino_chosen(const lvmmed_conv2d *c) {
   if (!wino_shape(c)) return 0;
-  size_t th = (c->g.out_h + 1) / 2, tw = (c->g.out_w + 1) / 2;
-  return c->batch * th * tw >= MIN_TILES &&
-         400 * th * tw <= MAX_WASTE_PERCENT * c->g.out_h * c->g.out_w;
+  tiling t = tiling_of(c);
+  return t.ntiles >= MIN_TILES && 400 * t.th * t.tw <= MAX_WASTE_PERCENT * c->g.out_h * c->g.out_w;
 }
 
 int lvmmed__wino_chosen_adjoint(const lvmmed_conv2d *c) {
@@ -166,14 +198,11 @@ void lvmmed__wino_pack_adjoint(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const fl
 
 /* ----- the convolution ------------------------------------------------------ */
 
-/* Output tiles per block: V = 16 × tb × C_in floats near V_BYTES. */
-static size_t tile_block(size_t cin) {
-  size_t tb = V_BYTES / (sizeof(float) * XI * cin) / MR * MR;
-  return tb < MR ? MR : tb;
-}
-
+/* Per thread: V (16 × tb × C_in), then M or W of one channel block (16 × tb × NR),
+ * then the WR floats the weight gradient's register tile may read past a row. */
 static size_t scratch_floats(const lvmmed_conv2d *c) {
-  return (XI * tile_block(c->g.channels) * (c->g.channels + NR) + 15) & ~(size_t)15;
+  return (XI * tile_block(c->g.channels) * (c->g.channels + NR) + LVMMED_DIRECT_WR + 15) &
+         ~(size_t)15;
 }
 
 size_t lvmmed__wino_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
@@ -186,10 +215,10 @@ size_t lvmmed__wino_adjoint_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
 }
 
 typedef struct wino_job {
-  const lvmmed_conv2d *c;
+  tiling tl;
   const float *x, *up;
   float *y, *scratch;
-  size_t sfloats, tb, ntiles, th, tw, cbs, groups, items;
+  size_t sfloats, cbs, groups, items;
   int accumulate;
   const lvmmed_direct_affine *affine;
   atomic_size_t next; /* the next work item: threads take them as they finish */
@@ -197,18 +226,20 @@ typedef struct wino_job {
 
 #if WINO_X86
 /* V[ξ][t][·] = Bᵀ d B for tiles [t0, t0 + nt), 16 channels at a time. */
-AVX512 static void input_transform(const wino_job *j, size_t t0, size_t nt, float *V) {
-  const lvmmed_conv_geom *g = &j->c->g;
-  size_t cin = g->channels, per = j->th * j->tw, plane = j->tb * cin;
+AVX512 static void input_transform(const tiling *tl, const float *x, size_t t0, size_t nt,
+                                   float *V) {
+  const lvmmed_conv_geom *g = &tl->c->g;
+  size_t cin = g->channels, plane = tl->tb * cin;
   for (size_t t = 0; t < nt; t++) {
-    size_t tt = t0 + t, n = tt / per, r = tt % per, ty = r / j->tw, tx = r % j->tw;
+    size_t n, oy, ox;
+    tile_origin(tl, t0 + t, &n, &oy, &ox);
     const float *src[4][4];
     for (size_t a = 0; a < 4; a++)
       for (size_t b = 0; b < 4; b++) {
-        /* input row 2·ty - 1 + a, column 2·tx - 1 + b; outside: zeros */
-        size_t iy = 2 * ty + a, ix = 2 * tx + b;
+        /* input row oy - 1 + a, column ox - 1 + b; outside: zeros */
+        size_t iy = oy + a, ix = ox + b;
         int inside = iy >= 1 && iy - 1 < g->height && ix >= 1 && ix - 1 < g->width;
-        src[a][b] = inside ? j->x + ((n * g->height + iy - 1) * g->width + ix - 1) * cin : NULL;
+        src[a][b] = inside ? x + ((n * g->height + iy - 1) * g->width + ix - 1) * cin : NULL;
       }
     float *dst = V + t * cin;
     for (size_t cv = 0; cv < cin; cv += 16) {
@@ -235,15 +266,15 @@ AVX512 static void input_transform(const wino_job *j, size_t t0, size_t nt, floa
 
 /* M[ξ][t][0..NR) = V[ξ][t] · U[ξ] for channel block cb, on the direct register tile. */
 static void products(const wino_job *j, size_t cb, size_t nt, const float *V, float *M) {
-  size_t cin = j->c->g.channels;
+  size_t cin = j->tl.c->g.channels, tb = j->tl.tb;
   const float *rows[MR];
   for (size_t xi = 0; xi < XI; xi++) {
     const float *panel = j->up + (xi * j->cbs + cb) * cin * NR;
     for (size_t m0 = 0; m0 < nt; m0 += MR) {
       size_t nrow = nt - m0 < MR ? nt - m0 : MR;
       for (size_t r = 0; r < MR; r++) /* rows past nrow: any readable row, dropped */
-        rows[r] = V + (xi * j->tb + m0 + (r < nrow ? r : 0)) * cin;
-      lvmmed_tile_dst d = {M + (xi * j->tb + m0) * NR, NULL, NR, nrow, NR, 0, 0, NULL};
+        rows[r] = V + (xi * tb + m0 + (r < nrow ? r : 0)) * cin;
+      lvmmed_tile_dst d = {M + (xi * tb + m0) * NR, NULL, NR, nrow, NR, 0, 0, NULL};
       lvmmed__direct_tile(1, cin, rows, panel, &d);
     }
   }
@@ -264,8 +295,8 @@ AVX512 static inline void store_out(const wino_job *j, size_t at, __m512 v, __mm
 /* y = Aᵀ M A for the tiles [t0, t0 + nt), channels of block cb. */
 AVX512 static void output_transform(const wino_job *j, size_t cb, size_t t0, size_t nt,
                                     const float *M) {
-  const lvmmed_conv_geom *g = &j->c->g;
-  size_t cout = j->c->out_channels, per = j->th * j->tw, co0 = cb * NR;
+  const lvmmed_conv_geom *g = &j->tl.c->g;
+  size_t cout = j->tl.c->out_channels, co0 = cb * NR, tb = j->tl.tb;
   size_t ncol = cout - co0 < NR ? cout - co0 : NR;
   __mmask16 mk[2];
   lvmmed__block_masks(ncol, &mk[0], &mk[1]);
@@ -278,15 +309,15 @@ AVX512 static void output_transform(const wino_job *j, size_t cb, size_t t0, siz
                             : _mm512_setzero_ps();
   }
   for (size_t t = 0; t < nt; t++) {
-    size_t tt = t0 + t, n = tt / per, r = tt % per;
-    size_t oy = 2 * (r / j->tw), ox = 2 * (r % j->tw);
+    size_t n, oy, ox;
+    tile_origin(&j->tl, t0 + t, &n, &oy, &ox);
     int two_cols = ox + 1 < g->out_w;
     for (int h = 0; h < 2; h++) {
       if (!mk[h]) continue;
       __m512 m[4][4], s[2][4];
       for (int a = 0; a < 4; a++)
         for (int b = 0; b < 4; b++)
-          m[a][b] = _mm512_loadu_ps(M + ((size_t)(a * 4 + b) * j->tb + t) * NR + 16 * h);
+          m[a][b] = _mm512_loadu_ps(M + ((size_t)(a * 4 + b) * tb + t) * NR + 16 * h);
       for (int b = 0; b < 4; b++) { /* Aᵀ M */
         s[0][b] = _mm512_add_ps(_mm512_add_ps(m[0][b], m[1][b]), m[2][b]);
         s[1][b] = _mm512_sub_ps(_mm512_sub_ps(m[1][b], m[2][b]), m[3][b]);
@@ -306,10 +337,9 @@ AVX512 static void output_transform(const wino_job *j, size_t cb, size_t t0, siz
 /* Work item u = (tile block, channel group): transform the block's input, then
  * per channel block of the group the 16 products and the output transform. */
 static void run_item(const wino_job *j, size_t u, float *V, float *M) {
-  size_t blk = u / j->groups, grp = u % j->groups;
-  size_t t0 = blk * j->tb, nt = j->ntiles - t0 < j->tb ? j->ntiles - t0 : j->tb;
+  size_t grp = u % j->groups, t0, nt = block_tiles(&j->tl, u / j->groups, &t0);
   size_t cb0 = j->cbs * grp / j->groups, cb1 = j->cbs * (grp + 1) / j->groups;
-  input_transform(j, t0, nt, V);
+  input_transform(&j->tl, j->x, t0, nt, V);
   for (size_t cb = cb0; cb < cb1; cb++) {
     products(j, cb, nt, V, M);
     output_transform(j, cb, t0, nt, M);
@@ -323,7 +353,8 @@ static void wino_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   (void)begin;
   (void)end;
 #if WINO_X86
-  float *V = j->scratch + (size_t)chunk * j->sfloats, *M = V + XI * j->tb * j->c->g.channels;
+  float *V = j->scratch + (size_t)chunk * j->sfloats;
+  float *M = V + XI * j->tl.tb * j->tl.c->g.channels;
   for (;;) {
     size_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (u >= j->items) break;
@@ -337,14 +368,11 @@ static void wino_range(void *arg, size_t begin, size_t end, unsigned chunk) {
 
 void lvmmed__wino_run(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x, const float *up,
                       float *y, int accumulate, const lvmmed_direct_affine *affine, float *ws) {
-  const lvmmed_conv_geom *g = &c->g;
   size_t threads = lvmmed__ctx_threads(ctx);
-  wino_job j = {.c = c, .x = x, .up = up, .y = y, .scratch = ws, .sfloats = scratch_floats(c),
-                .tb = tile_block(g->channels), .th = (g->out_h + 1) / 2,
-                .tw = (g->out_w + 1) / 2, .cbs = blocks_of(c->out_channels, NR),
+  wino_job j = {.tl = tiling_of(c), .x = x, .up = up, .y = y, .scratch = ws,
+                .sfloats = scratch_floats(c), .cbs = blocks_of(c->out_channels, NR),
                 .groups = 1, .accumulate = accumulate, .affine = affine};
-  j.ntiles = c->batch * j.th * j.tw;
-  size_t blocks = blocks_of(j.ntiles, j.tb), want = threads * ITEMS_PER_THREAD;
+  size_t blocks = j.tl.blocks, want = threads * ITEMS_PER_THREAD;
   /* Too few tile blocks to keep every thread busy: split the channel blocks too
    * (each group transforms the input again; the outputs do not change). */
   if (threads > 1 && blocks < want) {
@@ -381,22 +409,13 @@ static size_t wg_s_floats(const lvmmed_conv2d *c) {
 
 /* Parts and channel groups of c's weight gradient. */
 static void wg_split(const lvmmed_conv2d *c, size_t *parts, size_t *groups) {
-  const lvmmed_conv_geom *g = &c->g;
-  size_t ntiles = c->batch * ((g->out_h + 1) / 2) * ((g->out_w + 1) / 2);
-  size_t blocks = blocks_of(ntiles, tile_block(g->channels));
+  size_t blocks = tiling_of(c).blocks;
   size_t cap = WG_PART_BYTES / (sizeof(float) * wg_s_floats(c));
   *parts = blocks < WG_ITEMS ? blocks : WG_ITEMS;
   if (*parts > cap) *parts = cap ? cap : 1;
   size_t cbs = blocks_of(c->out_channels, NR);
   *groups = blocks_of(WG_ITEMS, *parts);
   if (*groups > cbs) *groups = cbs;
-}
-
-/* Per thread: V (16 × tb × C_in), then W of one channel block (16 × tb × NR), then
- * WR floats of slack (the register tile reads whole rows of WR). */
-static size_t wg_scratch_floats(const lvmmed_conv2d *c) {
-  size_t tb = tile_block(c->g.channels);
-  return (XI * tb * (c->g.channels + NR) + WR + 15) & ~(size_t)15;
 }
 
 /* Each tile block adds its products into all of S (16 × C_in × C_out floats), so
@@ -413,14 +432,14 @@ int lvmmed__wino_chosen_wgrad(const lvmmed_conv2d *c) {
 size_t lvmmed__wino_wgrad_ws(const lvmmed_ctx *ctx, const lvmmed_conv2d *c) {
   size_t parts, groups;
   wg_split(c, &parts, &groups);
-  return parts * wg_s_floats(c) + (size_t)lvmmed__ctx_threads(ctx) * wg_scratch_floats(c);
+  return parts * wg_s_floats(c) + (size_t)lvmmed__ctx_threads(ctx) * scratch_floats(c);
 }
 
 typedef struct wg_job {
-  const lvmmed_conv2d *c;
+  tiling tl;
   const float *x, *dy;
   float *s, *scratch; /* parts × S, then per-thread scratch */
-  size_t sfloats, tb, ntiles, th, tw, cbs, blocks, parts, groups;
+  size_t sfloats, cbs, parts, groups;
   atomic_size_t next;
 } wg_job;
 
@@ -428,14 +447,14 @@ typedef struct wg_job {
 /* W[ξ][t][0..NR) = A dY_t Aᵀ for channel block cb, tiles [t0, t0 + nt); dY outside
  * the map is 0. */
 AVX512 static void grad_transform(const wg_job *j, size_t cb, size_t t0, size_t nt, float *W) {
-  const lvmmed_conv_geom *g = &j->c->g;
-  size_t cout = j->c->out_channels, per = j->th * j->tw, co0 = cb * NR;
+  const lvmmed_conv_geom *g = &j->tl.c->g;
+  size_t cout = j->tl.c->out_channels, co0 = cb * NR, plane = j->tl.tb * NR;
   size_t ncol = cout - co0 < NR ? cout - co0 : NR;
   __mmask16 mk[2];
   lvmmed__block_masks(ncol, &mk[0], &mk[1]);
   for (size_t t = 0; t < nt; t++) {
-    size_t tt = t0 + t, n = tt / per, r = tt % per;
-    size_t oy = 2 * (r / j->tw), ox = 2 * (r % j->tw);
+    size_t n, oy, ox;
+    tile_origin(&j->tl, t0 + t, &n, &oy, &ox);
     for (int h = 0; h < 2; h++) {
       __m512 d[2][2], e[4][2];
       for (size_t a = 0; a < 2; a++)
@@ -452,11 +471,11 @@ AVX512 static void grad_transform(const wg_job *j, size_t cb, size_t t0, size_t 
         e[3][b] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][b]);
       }
       for (int a = 0; a < 4; a++) { /* (A dY) Aᵀ: the same on columns */
-        float *o = W + ((size_t)(a * 4) * j->tb + t) * NR + 16 * h;
+        float *o = W + (size_t)(a * 4) * plane + t * NR + 16 * h;
         _mm512_storeu_ps(o, e[a][0]);
-        _mm512_storeu_ps(o + j->tb * NR, _mm512_add_ps(e[a][0], e[a][1]));
-        _mm512_storeu_ps(o + 2 * j->tb * NR, _mm512_sub_ps(e[a][0], e[a][1]));
-        _mm512_storeu_ps(o + 3 * j->tb * NR, _mm512_sub_ps(_mm512_setzero_ps(), e[a][1]));
+        _mm512_storeu_ps(o + plane, _mm512_add_ps(e[a][0], e[a][1]));
+        _mm512_storeu_ps(o + 2 * plane, _mm512_sub_ps(e[a][0], e[a][1]));
+        _mm512_storeu_ps(o + 3 * plane, _mm512_sub_ps(_mm512_setzero_ps(), e[a][1]));
       }
     }
   }
@@ -465,29 +484,27 @@ AVX512 static void grad_transform(const wg_job *j, size_t cb, size_t t0, size_t 
 /* S[ξ][ci][cb·NR ..] (+)= V[ξ]ᵀ · W[ξ] over the nt tiles of one block. */
 static void wg_products(const wg_job *j, size_t cb, size_t nt, const float *V, const float *W,
                         float *S, const size_t *off, int first) {
-  size_t cin = j->c->g.channels, ldg = j->cbs * NR;
+  size_t cin = j->tl.c->g.channels, ldg = j->cbs * NR, tb = j->tl.tb;
   for (size_t xi = 0; xi < XI; xi++)
     for (size_t ci0 = 0; ci0 < cin; ci0 += WR) {
       size_t nrow = cin - ci0 < WR ? cin - ci0 : WR;
-      lvmmed__direct_wtile(nt, off, V + xi * j->tb * cin + ci0, W + xi * j->tb * NR,
+      lvmmed__direct_wtile(nt, off, V + xi * tb * cin + ci0, W + xi * tb * NR,
                            S + (xi * cin + ci0) * ldg + cb * NR, ldg, nrow, NR, first);
     }
 }
 
 /* Item u = (part, channel group): the part's tile blocks in order, summed into its S. */
 static void wg_item(const wg_job *j, size_t u, float *V, float *W) {
-  size_t part = u / j->groups, grp = u % j->groups, cin = j->c->g.channels;
-  size_t b0 = j->blocks * part / j->parts, b1 = j->blocks * (part + 1) / j->parts;
+  size_t part = u / j->groups, grp = u % j->groups, cin = j->tl.c->g.channels;
+  size_t b0 = j->tl.blocks * part / j->parts, b1 = j->tl.blocks * (part + 1) / j->parts;
   size_t cb0 = j->cbs * grp / j->groups, cb1 = j->cbs * (grp + 1) / j->groups;
   float *S = j->s + part * j->sfloats;
   /* rows of V[ξ] for the register tile, then its prefetch slack */
   size_t off[V_BYTES / (sizeof(float) * XI * 16) + LVMMED_DIRECT_WPREFETCH];
-  /* the input transform of the forward reads only c, x, tb, th and tw */
-  wino_job in = {.c = j->c, .x = j->x, .tb = j->tb, .th = j->th, .tw = j->tw};
   for (size_t blk = b0; blk < b1; blk++) {
-    size_t t0 = blk * j->tb, nt = j->ntiles - t0 < j->tb ? j->ntiles - t0 : j->tb;
+    size_t t0, nt = block_tiles(&j->tl, blk, &t0);
     for (size_t q = 0; q < nt + LVMMED_DIRECT_WPREFETCH; q++) off[q] = q < nt ? q * cin : 0;
-    input_transform(&in, t0, nt, V);
+    input_transform(&j->tl, j->x, t0, nt, V);
     for (size_t cb = cb0; cb < cb1; cb++) {
       grad_transform(j, cb, t0, nt, W);
       wg_products(j, cb, nt, V, W, S, off, blk == b0);
@@ -501,8 +518,8 @@ static void wg_range(void *arg, size_t begin, size_t end, unsigned chunk) {
   (void)begin;
   (void)end;
 #if WINO_X86
-  float *V = j->scratch + (size_t)chunk * wg_scratch_floats(j->c);
-  float *W = V + XI * j->tb * j->c->g.channels;
+  float *V = j->scratch + (size_t)chunk * scratch_floats(j->tl.c);
+  float *W = V + XI * j->tl.tb * j->tl.c->g.channels;
   for (;;) {
     size_t u = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
     if (u >= j->parts * j->groups) break;
@@ -564,12 +581,9 @@ void lvmmed__wino_wgrad(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
   const lvmmed_conv_geom *g = &c->g;
   size_t threads = lvmmed__ctx_threads(ctx), parts, groups;
   wg_split(c, &parts, &groups);
-  wg_job j = {.c = c, .x = x, .dy = dy, .s = ws, .sfloats = wg_s_floats(c),
-              .tb = tile_block(g->channels), .th = (g->out_h + 1) / 2, .tw = (g->out_w + 1) / 2,
+  wg_job j = {.tl = tiling_of(c), .x = x, .dy = dy, .s = ws, .sfloats = wg_s_floats(c),
               .cbs = blocks_of(c->out_channels, NR), .parts = parts, .groups = groups};
   j.scratch = ws + parts * j.sfloats;
-  j.ntiles = c->batch * j.th * j.tw;
-  j.blocks = blocks_of(j.ntiles, j.tb);
   atomic_init(&j.next, 0);
   lvmmed__parallel_for(ctx, threads, 1, wg_range, &j);
   wg_out_job o = {ws, dw, g->channels, c->out_channels, j.cbs * NR, j.sfloats, parts};
