@@ -23,7 +23,7 @@
 #include "lvmmed/status.h"
 
 /** Bumped whenever a slot is added, removed or changes meaning. */
-#define LVMMED_BACKEND_API_VERSION 3
+#define LVMMED_BACKEND_API_VERSION 4
 
 /** One entry per slot, used by supports() and the parity tests. */
 typedef enum lvmmed_op {
@@ -145,8 +145,10 @@ typedef struct lvmmed_backend_ops {
   void (*conv2d_backward_weight)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *x,
                                  const float *dy, float *dw, float *ws);
   /** Floats of the pre-packed weights of c for conv2d_forward_packed (a backend
-   *  with no packed form returns the weight count and copies). The packed form
-   *  depends on the weights' geometry only, not on batch or image size. */
+   *  with no packed form returns the weight count and copies). The packed form may
+   *  depend on the whole of c, batch and image size included (a backend picks its
+   *  kernel, and so the layout, by shape): weights packed for one descriptor are
+   *  only valid with that descriptor's shape; pack again when it changes. */
   size_t (*conv2d_packed_size)(const lvmmed_ctx *ctx, const lvmmed_conv2d *c);
   /** packed = the OIHW weights w of c in the backend's own layout. */
   void (*conv2d_pack)(lvmmed_ctx *ctx, const lvmmed_conv2d *c, const float *w, float *packed);
